@@ -1,0 +1,47 @@
+# make demo : set up .venv and run the whole study offline (bundled data and embedder)
+# make test : set up .venv, then ruff and pytest
+# Override the PyTorch requirement (test/benchmark reference only), e.g. make TORCH="torch==2.9.1"
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint bench figures clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the project (CPU PyTorch first)
+
+demo: $(STAMP)  ## run the optimizer study offline on the bundled data
+	$(BIN)/qa run --model bundled
+
+test: $(STAMP)  ## ruff, then the test suite
+	$(BIN)/ruff check models pipeline tests benchmarks
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff only
+	$(BIN)/ruff check models pipeline tests benchmarks
+
+bench: $(STAMP)  ## MNIST speed: NumPy MLP vs PyTorch, side by side
+	$(BIN)/python benchmarks/mnist_vs_torch.py
+
+figures: $(STAMP)  ## regenerate the README figures in docs/ from a demo run
+	$(BIN)/qa run --model bundled --out output/runs/docs-demo
+	mkdir -p docs
+	cp output/runs/docs-demo/*.png docs/
+
+clean:  ## remove generated outputs and caches (keeps .venv)
+	rm -rf output data/processed .pytest_cache .ruff_cache

@@ -1,0 +1,287 @@
+"""First-order optimizers that know nothing about the model.
+
+Every optimizer takes ``params`` and ``grads`` as two dicts of ndarrays keyed by the
+parameter's name and updates ``params`` in place. State (moments, velocities) is keyed by
+the same names and created with ``np.zeros_like`` on first use, as scikit-learn's
+``_stochastic_optimizers.py`` does, so the tanh classifier and the MLP share every optimizer.
+
+The update rules follow ``torch.optim`` exactly: the same hyperparameters give the same
+update as the PyTorch class of that name (tests/test_optimizers.py checks it over 100 steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from models.line_search import ArmijoLineSearch
+
+Params = dict[str, np.ndarray]
+LossFn = Callable[[Params], float]
+
+
+class Optimizer:
+    """Base class: holds the learning rate and per-parameter state.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate; schedules change it between steps through the ``lr`` attribute.
+    """
+
+    needs_loss_fn = False  # True for optimizers that evaluate the loss (line search)
+
+    def __init__(self, lr: float) -> None:
+        if not (lr > 0 and np.isfinite(lr)):
+            raise ValueError(f"learning rate must be a positive number, got {lr}")
+        self.lr = float(lr)
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.t = 0  # number of steps taken
+
+    def _state(self, name: str, key: str, like: np.ndarray) -> np.ndarray:
+        slot = self.state.setdefault(name, {})
+        if key not in slot:
+            slot[key] = np.zeros_like(like)
+        return slot[key]
+
+    def step(self, params: Params, grads: Params, loss_fn: LossFn | None = None) -> None:
+        self.t += 1
+        for name, p in params.items():
+            self._update(name, p, grads[name])
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class GD(Optimizer):
+    """Plain gradient descent: ``theta -= lr * (g + weight_decay * theta)``.
+
+    Identical to ``torch.optim.SGD`` with momentum 0; named separately because the study uses
+    it full batch.
+    """
+
+    def __init__(self, lr: float = 0.1, weight_decay: float = 0.0) -> None:
+        super().__init__(lr)
+        self.weight_decay = weight_decay
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        p -= self.lr * g
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``.
+
+    With ``g = grad + weight_decay * theta``::
+
+        b = g                                   (first step)
+        b = momentum * b + (1 - dampening) * g  (later steps)
+        d = g + momentum * b  if nesterov else b
+        theta -= lr * d
+    """
+
+    def __init__(
+        self,
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov momentum needs momentum > 0 and dampening 0")
+        self.momentum, self.dampening = momentum, dampening
+        self.nesterov, self.weight_decay = nesterov, weight_decay
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            slot = self.state.setdefault(name, {})
+            if "b" not in slot:
+                slot["b"] = np.array(g, copy=True)  # torch: b = g on the first step
+            else:
+                b = slot["b"]
+                b *= self.momentum
+                b += (1.0 - self.dampening) * g
+            b = slot["b"]
+            g = g + self.momentum * b if self.nesterov else b
+        p -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2014) in PyTorch's form, with ``g = grad + weight_decay * theta``::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        v_max = max(v_max, v)                   (amsgrad only; used instead of v below)
+        theta -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    eps is added to the bias-corrected ``sqrt(v_hat)``, not folded into the step size as
+    scikit-learn does; the two forms are not numerically equal.
+    """
+
+    decoupled = False  # AdamW overrides: decay the weights directly instead of via g
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(lr)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must lie in [0, 1), got {betas}")
+        self.betas, self.eps = (float(b1), float(b2)), eps
+        self.weight_decay, self.amsgrad = weight_decay, amsgrad
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        b1, b2 = self.betas
+        if self.weight_decay:
+            if self.decoupled:
+                p *= 1.0 - self.lr * self.weight_decay
+            else:
+                g = g + self.weight_decay * p
+        m = self._state(name, "m", p)
+        v = self._state(name, "v", p)
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        if self.amsgrad:
+            v_max = self._state(name, "v_max", p)
+            np.maximum(v_max, v, out=v_max)
+            v = v_max
+        bc1 = 1.0 - b1**self.t
+        bc2_sqrt = np.sqrt(1.0 - b2**self.t)
+        denom = np.sqrt(v)
+        denom /= bc2_sqrt
+        denom += self.eps
+        p -= (self.lr / bc1) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW``:
+    first ``theta -= lr * weight_decay * theta``, then the Adam step on the raw gradient."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop as ``torch.optim.RMSprop`` (no bias correction, eps outside the sqrt)::
+
+        s = alpha * s + (1 - alpha) * g**2
+        a = alpha * a + (1 - alpha) * g         (centered only)
+        d = sqrt(s - a**2) + eps   if centered else sqrt(s) + eps
+        b = momentum * b + g / d;  theta -= lr * b    (momentum > 0)
+        theta -= lr * g / d                            (otherwise)
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+        centered: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        self.alpha, self.eps, self.momentum = alpha, eps, momentum
+        self.centered, self.weight_decay = centered, weight_decay
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        a = self.alpha
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        s = self._state(name, "s", p)
+        s *= a
+        s += (1.0 - a) * (g * g)
+        if self.centered:
+            g_avg = self._state(name, "g_avg", p)
+            g_avg *= a
+            g_avg += (1.0 - a) * g
+            denom = np.sqrt(s - g_avg * g_avg)
+        else:
+            denom = np.sqrt(s)
+        denom += self.eps
+        if self.momentum > 0:
+            b = self._state(name, "b", p)
+            b *= self.momentum
+            b += g / denom
+            p -= self.lr * b
+        else:
+            p -= self.lr * (g / denom)
+
+
+class LineSearch(Optimizer):
+    """Gradient descent whose step length is chosen by Armijo backtracking each step.
+
+    See :class:`models.line_search.ArmijoLineSearch` for the rule. ``lr`` is the initial (and
+    maximum) trial step; ``step`` needs ``loss_fn(params) -> float`` evaluated on the same
+    batch as ``grads``.
+    """
+
+    needs_loss_fn = True
+
+    def __init__(
+        self,
+        lr: float = 1.0,
+        c1: float = 1e-4,
+        shrink: float = 0.5,
+        grow: float = 2.0,
+        max_backtracks: int = 30,
+        max_step: float | None = None,
+    ) -> None:
+        super().__init__(lr)
+        self.search = ArmijoLineSearch(
+            initial_step=lr, c1=c1, shrink=shrink, grow=grow,
+            max_backtracks=max_backtracks, max_step=max_step,
+        )
+
+    def step(self, params: Params, grads: Params, loss_fn: LossFn | None = None) -> None:
+        if loss_fn is None:
+            raise ValueError("the linesearch optimizer needs loss_fn(params) in step()")
+        self.t += 1
+        self.search.search(params, grads, loss_fn)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "gd": GD,
+    "sgd": SGD,
+    "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+    "linesearch": LineSearch,
+}
+
+
+def make_optimizer(name: str, **hparams) -> Optimizer:
+    """Build an optimizer by registry name, e.g. ``make_optimizer("adam", lr=0.01)``.
+
+    ``momentum`` is accepted as a name too: SGD with momentum 0.9 unless given.
+    """
+    key = name.lower()
+    if key == "momentum":
+        hparams.setdefault("momentum", 0.9)
+        key = "sgd"
+    if key not in OPTIMIZERS:
+        known = ", ".join(sorted([*OPTIMIZERS, "momentum"]))
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {known}")
+    return OPTIMIZERS[key](**hparams)

@@ -1,0 +1,65 @@
+"""The study's classifier: ``y_hat = tanh(X @ w)`` trained on mean squared error.
+
+With ``p = tanh(X w)`` and labels ``y`` in {-1, +1}::
+
+    L(w)  = mean((y - p)^2)
+    dL/dw = -2 X^T ((y - p) * (1 - p^2)) / N
+
+The bias is the last column of ``X`` (a constant 1), so ``w`` is a single vector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Params = dict[str, np.ndarray]
+
+
+def init_weights(n_features: int, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
+    """The original study's initialisation: ``randn * 0.5 + 0.05``."""
+    return (rng.standard_normal(n_features) * 0.5 + 0.05).astype(dtype)
+
+
+class TanhRegression:
+    """Linear model squashed by tanh, fitted to +-1 labels by squared error.
+
+    Parameters
+    ----------
+    w : ndarray of shape (n_features,)
+        Initial weights; copied.
+    """
+
+    def __init__(self, w: np.ndarray) -> None:
+        self.params: Params = {"w": np.array(w, copy=True)}
+
+    def forward(self, X: np.ndarray, params: Params | None = None) -> np.ndarray:
+        """Return ``p = tanh(X @ w)`` of shape (n_samples,)."""
+        w = (params or self.params)["w"]
+        return np.tanh(X @ w)  # (N,)
+
+    def loss(self, X: np.ndarray, y: np.ndarray, params: Params | None = None) -> float:
+        r = y - self.forward(X, params)
+        return float(np.mean(r * r))
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
+        """Loss and gradient on a batch; the backward pass reuses the cached ``p``."""
+        p = self.forward(X)  # (N,)
+        r = y - p  # (N,)
+        n = X.shape[0]
+        delta = r * (1.0 - p * p)  # (N,) tanh' from the cached output
+        grad = X.T @ delta  # (D,)
+        grad *= -2.0 / n
+        return float(r @ r) / n, {"w": grad}
+
+    def predict(self, X: np.ndarray, params: Params | None = None) -> np.ndarray:
+        """Labels in {-1, +1}; an output of exactly 0 counts as +1."""
+        return np.where(self.forward(X, params) >= 0, 1, -1)
+
+    def accuracy(self, X: np.ndarray, y: np.ndarray, params: Params | None = None) -> float:
+        return float(np.mean(self.predict(X, params) == y))
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(loss, accuracy) from one forward pass."""
+        p = self.forward(X)
+        r = y - p
+        return float(np.mean(r * r)), float(np.mean(np.where(p >= 0, 1, -1) == y))

@@ -1,0 +1,232 @@
+"""One training loop for any model exposing ``params``, ``loss_and_grads``, ``loss`` and
+``evaluate``: the tanh classifier and the MLP both use it.
+
+Full batch when ``batch_size`` is None (the study's GD and line search), mini-batches drawn
+from a seeded shuffle otherwise. Per epoch it records train and evaluation loss and accuracy,
+training wall time (evaluation excluded), update count, mean gradient norm and learning rate.
+A bounded recorder keeps at most ``max_trajectory_points`` weight vectors per run (first and
+last always) so that a t-SNE of the trajectory stays affordable.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from models.optimizers import Optimizer
+from models.schedules import Schedule
+
+Params = dict[str, np.ndarray]
+
+
+class Model(Protocol):
+    params: Params
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, Params]: ...
+
+    def loss(self, X: np.ndarray, y: np.ndarray, params: Params | None = None) -> float: ...
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]: ...
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or gradient."""
+
+    def __init__(self, epoch: int, update: int, what: str) -> None:
+        super().__init__(
+            f"training diverged at epoch {epoch}, update {update}: {what} is not finite; "
+            "lower the learning rate or enable gradient clipping"
+        )
+        self.epoch, self.update = epoch, update
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100  # passes over the training set
+    batch_size: int | None = None  # None: full batch
+    seed: int = 0  # seeds the shuffling only; initial weights come with the model
+    max_trajectory_points: int = 300  # bound on recorded weight vectors; 0 disables
+    patience: int | None = None  # early stopping on the monitored loss; None disables
+    min_delta: float = 0.0  # improvement smaller than this does not reset patience
+    monitor: str | None = None  # eval-set name whose loss early stopping watches
+    grad_clip: float | None = None  # global-norm clip; None disables
+    schedule: Schedule | None = None  # sets optimizer.lr at each epoch start
+    explode_factor: float = 1e3  # warn when the grad norm grows this much over epoch 1
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class TrainResult:
+    history: dict[str, list[float]]
+    trajectory: np.ndarray  # (K, n_params) float32
+    trajectory_updates: np.ndarray  # (K,) update count at each recorded point
+    updates: int
+    wall_time_s: float
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def flatten(params: Params) -> np.ndarray:
+    return np.concatenate([p.ravel() for p in params.values()])
+
+
+def clip_global_norm(grads: Params, max_norm: float, norm: float) -> None:
+    """Scale every gradient in place so the global L2 norm is at most ``max_norm``."""
+    if norm > max_norm:
+        scale = max_norm / (norm + 1e-12)
+        for g in grads.values():
+            g *= scale
+
+
+class TrajectoryRecorder:
+    """Keeps the weights at about ``max_points`` evenly spaced update counts in
+    ``[0, total_updates]``; the first and the last state are always kept."""
+
+    def __init__(self, total_updates: int, max_points: int) -> None:
+        self.enabled = max_points > 0
+        marks = np.unique(np.round(np.linspace(0, total_updates, max(max_points, 2))))
+        self.marks = [int(m) for m in marks]
+        self.i = 0
+        self.points: list[np.ndarray] = []
+        self.updates: list[int] = []
+
+    def offer(self, update: int, params: Params) -> None:
+        if not self.enabled:
+            return
+        while self.i < len(self.marks) and self.marks[self.i] < update:
+            self.i += 1
+        if self.i < len(self.marks) and self.marks[self.i] == update:
+            self.points.append(flatten(params).astype(np.float32))
+            self.updates.append(update)
+            self.i += 1
+
+    def finish(self, update: int, params: Params) -> tuple[np.ndarray, np.ndarray]:
+        if not self.enabled:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        if not self.updates or self.updates[-1] != update:
+            self.points.append(flatten(params).astype(np.float32))
+            self.updates.append(update)
+        return np.stack(self.points), np.asarray(self.updates, dtype=np.int64)
+
+
+def train(
+    model: Model,
+    optimizer: Optimizer,
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    progress=None,
+) -> TrainResult:
+    """Train ``model`` in place and return its history.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+    eval_sets : dict name -> (X, y), evaluated after every epoch (not timed)
+    progress : callable(epoch, record) or None, called after every epoch
+    """
+    eval_sets = eval_sets or {}
+    n = X.shape[0]
+    bs = n if config.batch_size is None else min(config.batch_size, n)
+    per_epoch = math.ceil(n / bs)
+    rng = np.random.default_rng(config.seed)
+    recorder = TrajectoryRecorder(config.epochs * per_epoch, config.max_trajectory_points)
+    monitor = config.monitor or (next(iter(eval_sets)) if eval_sets else "train")
+    base_lr = optimizer.lr
+    history: dict[str, list[float]] = {}
+    notes: list[str] = []
+
+    def log(epoch: int, wall: float, updates: int, gnorm: float) -> dict[str, float]:
+        rec = {"epoch": epoch, "updates": updates, "wall_time_s": wall,
+               "grad_norm": gnorm, "lr": optimizer.lr}
+        rec["train_loss"], rec["train_acc"] = model.evaluate(X, y)
+        for name, (Xe, ye) in eval_sets.items():
+            rec[f"{name}_loss"], rec[f"{name}_acc"] = model.evaluate(Xe, ye)
+        for k, v in rec.items():
+            history.setdefault(k, []).append(float(v))
+        return rec
+
+    log(0, 0.0, 0, float("nan"))
+    recorder.offer(0, model.params)
+    best_loss, best_epoch, best_params, bad = math.inf, None, None, 0
+    first_gnorm = None
+    updates, wall, stopped = 0, 0.0, False
+    loss_fn_needed = optimizer.needs_loss_fn
+
+    for epoch in range(1, config.epochs + 1):
+        if config.schedule is not None:
+            prev = history[f"{monitor}_loss"][-1] if f"{monitor}_loss" in history else None
+            optimizer.lr = config.schedule.lr(epoch - 1, prev if epoch > 1 else None)
+        t0 = time.perf_counter()
+        if bs < n:  # one shuffled contiguous copy per epoch, then cheap slices
+            perm = rng.permutation(n)
+            Xs, ys = X[perm], y[perm]
+        else:
+            Xs, ys = X, y
+        gsum = 0.0
+        for start in range(0, n, bs):
+            Xb, yb = Xs[start:start + bs], ys[start:start + bs]
+            loss, grads = model.loss_and_grads(Xb, yb)
+            gsq = 0.0
+            for g in grads.values():
+                gsq += float(np.vdot(g, g))
+            if not math.isfinite(loss):
+                raise DivergenceError(epoch, updates + 1, "the loss")
+            if not math.isfinite(gsq):
+                raise DivergenceError(epoch, updates + 1, "the gradient")
+            gnorm = math.sqrt(gsq)
+            gsum += gnorm
+            if config.grad_clip is not None:
+                clip_global_norm(grads, config.grad_clip, gnorm)
+            if loss_fn_needed:
+                optimizer.step(model.params, grads,
+                               loss_fn=lambda p, Xb=Xb, yb=yb: model.loss(Xb, yb, p))
+            else:
+                optimizer.step(model.params, grads)
+            updates += 1
+            recorder.offer(updates, model.params)
+        wall += time.perf_counter() - t0
+        mean_gnorm = gsum / per_epoch
+        rec = log(epoch, wall, updates, mean_gnorm)
+        if not math.isfinite(rec["train_loss"]):
+            raise DivergenceError(epoch, updates, "the training loss")
+        if first_gnorm is None:
+            first_gnorm = mean_gnorm
+        elif first_gnorm > 0 and mean_gnorm > config.explode_factor * first_gnorm and not notes:
+            msg = (f"gradient norm grew from {first_gnorm:.3g} to {mean_gnorm:.3g} by epoch "
+                   f"{epoch}: training may be diverging")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            notes.append(msg)
+        if progress is not None:
+            progress(epoch, rec)
+        if config.patience is not None:
+            current = rec[f"{monitor}_loss"]
+            if current < best_loss - config.min_delta:
+                best_loss, best_epoch, bad = current, epoch, 0
+                best_params = {k: v.copy() for k, v in model.params.items()}
+            else:
+                bad += 1
+                if bad >= config.patience:
+                    stopped = True
+                    break
+
+    if stopped and best_params is not None:  # restore the best weights
+        for k, v in best_params.items():
+            model.params[k][...] = v
+    trajectory, traj_updates = recorder.finish(updates, model.params)
+    optimizer.lr = base_lr if config.schedule is not None else optimizer.lr
+    return TrainResult(history, trajectory, traj_updates, updates, wall,
+                       best_epoch, stopped, notes)

@@ -1,0 +1,161 @@
+"""The `qa` command: thin click commands that parse options and call one function each.
+
+Heavy libraries (torch, sentence-transformers, matplotlib, sklearn.manifold, ollama) are
+imported inside the stage functions so that `qa --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import config
+from pipeline.io import UserError
+
+OPTIMIZER_CHOICES = [*config.STUDY_DEFAULTS, "all"]
+
+
+class QAGroup(click.Group):
+    """Turns user errors into one line on stderr and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.secho(f"error: {e}", err=True, fg="red")
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qa-optim")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.group(cls=QAGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="qa")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Optimizer study on Turkish question-answer data, and a NumPy MLP core.
+
+    \b
+    The study, stage by stage (each reads the previous stage's output):
+      qa generate    Turkish QA pairs from Turkish-Gemma via Ollama
+      qa embed       sentence embeddings -> [q ; a ; 1] feature vectors
+      qa train       tanh(w.x) with GD, SGD, Adam, ... over several seeds
+      qa visualize   t-SNE / PCA trajectories, curves, report.md
+      qa run         all of the above, skipping what is up to date
+    Offline demo:  qa run --model bundled
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s")
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet
+
+
+def _parse_per_optimizer(values: tuple[str, ...], cast, what: str, optimizers) -> dict:
+    """``("0.01",)`` applies to every optimizer; ``("adam=0.005", ...)`` to one."""
+    out = {}
+    for v in values:
+        name, sep, val = v.partition("=")
+        targets = [name] if sep else list(optimizers)
+        raw = val if sep else name
+        if sep and name not in config.STUDY_DEFAULTS:
+            raise UserError(f"--{what} {v}: unknown optimizer {name!r}")
+        try:
+            parsed = cast(raw)
+        except ValueError:
+            raise UserError(f"--{what} {v}: {raw!r} is not a valid value") from None
+        for t in targets:
+            out[t] = parsed
+    return out
+
+
+def _batch(v: str) -> int | None:
+    return None if v.lower() in ("full", "none", "0") else int(v)
+
+
+def study_options(f):
+    """Options shared by `qa train` and `qa run`."""
+    opts = [
+        click.option("--optimizer", "-o", "optimizers", multiple=True, default=("all",),
+                     type=click.Choice(OPTIMIZER_CHOICES), show_default=True,
+                     help="Optimizer to train; repeat for several, or 'all' for "
+                          f"{', '.join(config.STUDY_OPTIMIZERS)}."),
+        click.option("--seeds", default=config.TRAIN_SEEDS, show_default=True, type=int,
+                     help="Runs per optimizer; seed k gives every optimizer the same initial "
+                          "weights."),
+        click.option("--epochs", default=config.TRAIN_EPOCHS, show_default=True, type=int,
+                     help="Passes over the training set."),
+        click.option("--lr", "lrs", multiple=True, metavar="[NAME=]LR",
+                     help="Learning rate, for all or one optimizer: --lr adam=0.005 "
+                          "(defaults: gd 0.1, sgd 0.1, adam 0.01, momentum 0.01, rmsprop 0.01, "
+                          "linesearch initial step 10)."),
+        click.option("--batch-size", "batches", multiple=True, metavar="[NAME=]B",
+                     help="Mini-batch size, 'full' for full batch: --batch-size sgd=8 "
+                          "(defaults: gd and linesearch full, others 1)."),
+        click.option("--trajectory-points", default=config.TRAJECTORY_POINTS,
+                     show_default=True, type=int,
+                     help="Weight vectors kept per run for the trajectory plots."),
+        click.option("--jobs", "-j", default=None, type=int,
+                     help="Worker processes (default: number of cores, at most 4)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs):
+    from pipeline.train import default_jobs
+
+    names = list(config.STUDY_OPTIMIZERS) if "all" in optimizers else list(dict.fromkeys(optimizers))
+    return config.StudyConfig(
+        optimizers=tuple(names), seeds=seeds, epochs=epochs,
+        lr=_parse_per_optimizer(lrs, float, "lr", names),
+        batch_size=_parse_per_optimizer(batches, _batch, "batch-size", names),
+        trajectory_points=trajectory_points,
+        jobs=jobs if jobs is not None else default_jobs(),
+    )
+
+
+@main.command("train")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Processed dir (X_train.npy, y_train.npy, X_test.npy, y_test.npy). "
+                   "Default: the latest `qa embed` output.")
+@study_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run dir. Default: output/runs/<data dir name>; other optimizers already "
+                   "there are kept.")
+@click.pass_context
+def train_cmd(ctx, data, optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs, out):
+    """Train tanh(w.x) with each optimizer over several seeds.
+
+    Writes summary.json, per-run histories and bounded weight trajectories into the run
+    dir. Training another optimizer later adds to the same run dir.
+
+    \b
+    Examples:
+      qa train --optimizer adam
+      qa train --optimizer all --seeds 3 --epochs 100
+      qa train -o sgd -o adam --lr adam=0.005 --batch-size sgd=8
+    """
+    from pipeline.train import run_study
+
+    study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
+    run_dir = run_study(data, study, out, show_progress=not ctx.obj["quiet"])
+    click.echo(f"results: {run_dir / 'summary.json'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,103 @@
+"""Every default path and hyperparameter of the pipeline, in one place.
+
+Paths are relative to the working directory (the repository root when you follow the
+README); the bundled dataset is also found next to the installed package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# ----------------------------------------------------------------------------- paths
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path("data")
+RAW_DIR = DATA_DIR / "raw"
+PROCESSED_DIR = DATA_DIR / "processed"
+EMBED_CACHE_DIR = PROCESSED_DIR / "_text_cache"
+GENERATED_CSV = RAW_DIR / "generated.csv"
+BUNDLED_CSV = RAW_DIR / "qa_pairs.csv"
+OUTPUT_DIR = Path("output")
+RUNS_DIR = OUTPUT_DIR / "runs"
+LATEST_FILE = "LATEST"  # inside PROCESSED_DIR and RUNS_DIR: name of the newest entry
+MNIST_DIR = DATA_DIR / "mnist"
+
+
+def bundled_csv() -> Path:
+    """The shipped 200-row dataset: ./data/raw/qa_pairs.csv, else the one beside the package."""
+    return BUNDLED_CSV if BUNDLED_CSV.exists() else PACKAGE_ROOT / BUNDLED_CSV
+
+
+# ---------------------------------------------------------------------------- generate
+GEN_MODEL = "hf.co/ytu-ce-cosmos/Turkish-Gemma-9b-T1-GGUF:Q4_K_M"
+GEN_N = 200  # labelled rows: n/2 questions x (one correct, one incorrect)
+GEN_CONCURRENCY = 2  # Ollama serves OLLAMA_NUM_PARALLEL requests at once (default 1)
+GEN_TEMPERATURE = 0.8  # enough variety across questions of one topic
+GEN_NUM_PREDICT = 512  # bounded answer length; reasoning text is stripped anyway
+GEN_CONNECT_TIMEOUT = 5.0  # s; an unreachable server fails fast
+GEN_READ_TIMEOUT = 180.0  # s; a 9B model on CPU can be slow
+GEN_MAX_ATTEMPTS = 4  # per question, before it is given up
+GEN_BACKOFF_BASE = 1.0  # s; doubled per retry
+GEN_BACKOFF_MAX = 20.0  # s
+
+# ------------------------------------------------------------------------------- embed
+EMBED_MODEL = "ytu-ce-cosmos/turkish-e5-large"
+EMBED_BATCH = 32
+EMBED_TEST_SIZE = 0.2
+EMBED_SEED = 0
+FEATURES = ("concat", "interaction")
+
+# ------------------------------------------------------------------------------- train
+STUDY_OPTIMIZERS = ("gd", "sgd", "adam", "momentum", "rmsprop", "linesearch")
+
+
+@dataclass(frozen=True)
+class OptimizerDefaults:
+    lr: float  # learning rate (initial trial step for linesearch)
+    batch_size: int | None  # None: full batch
+    hparams: dict = field(default_factory=dict)  # passed to make_optimizer
+
+
+# The first three are the original study's settings (REFERENCES.md); the rest are ours:
+# momentum 0.9 with a 10x smaller rate than SGD keeps the same effective step size
+# lr / (1 - mu); RMSprop uses Adam's rate since both normalise the step by a running RMS;
+# line search starts from a large trial step (10) and backtracks, full batch like GD.
+STUDY_DEFAULTS: dict[str, OptimizerDefaults] = {
+    "gd": OptimizerDefaults(lr=0.1, batch_size=None),
+    "sgd": OptimizerDefaults(lr=0.1, batch_size=1),
+    "adam": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"betas": (0.9, 0.999), "eps": 1e-8}),
+    "momentum": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"momentum": 0.9}),
+    "rmsprop": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"alpha": 0.99}),
+    "linesearch": OptimizerDefaults(lr=10.0, batch_size=None, hparams={"c1": 1e-4}),
+    "adamw": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"weight_decay": 0.01}),
+}
+TRAIN_EPOCHS = 300
+TRAIN_SEEDS = 5
+TRAJECTORY_POINTS = 300  # per run, first and last kept
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What `qa train` runs: optimizers x seeds, each for `epochs`."""
+
+    optimizers: tuple[str, ...]
+    seeds: int = TRAIN_SEEDS
+    epochs: int = TRAIN_EPOCHS
+    lr: dict[str, float] = field(default_factory=dict)  # per-optimizer overrides
+    batch_size: dict[str, int | None] = field(default_factory=dict)  # overrides
+    trajectory_points: int = TRAJECTORY_POINTS
+    jobs: int = 1  # worker processes
+
+    def lr_for(self, name: str) -> float:
+        return self.lr.get(name, STUDY_DEFAULTS[name].lr)
+
+    def batch_for(self, name: str) -> int | None:
+        return self.batch_size.get(name, STUDY_DEFAULTS[name].batch_size)
+
+
+# ------------------------------------------------------------------------------- mnist
+MNIST_LAYERS = (512, 256, 128)
+MNIST_LR = 1e-3
+MNIST_BATCH = 128
+MNIST_EPOCHS = 12
+MNIST_VAL_SIZE = 5000

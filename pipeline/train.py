@@ -1,0 +1,282 @@
+"""`qa train`: the optimizer study on a processed dir.
+
+Each (optimizer, seed) run trains ``tanh(X w)`` from the seed's initial weights (shared by
+every optimizer, as in the original study). A run dir grows one optimizer at a time::
+
+    output/runs/<name>/
+        summary.json                 every optimizer present, one record per (optimizer, seed)
+        <optimizer>/results.json     records + the settings and data fingerprint that made them
+        <optimizer>/seed<k>_history.csv
+        <optimizer>/seed<k>_trajectory.npz   weights (K, D) float32 and their update counts
+
+Each optimizer's folder is written to a temp dir and renamed into place, and summary.json is
+rewritten atomically, so a crash never leaves half a result behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from models.optimizers import make_optimizer
+from models.tanh_regression import TanhRegression, init_weights
+from models.training import DivergenceError, TrainConfig, train
+from pipeline import config
+from pipeline.config import STUDY_DEFAULTS, StudyConfig
+from pipeline.io import (
+    Dataset,
+    UserError,
+    atomic_save_npz,
+    atomic_write_json,
+    atomic_write_text,
+    load_json,
+    load_processed,
+    make_temp_dir,
+    package_versions,
+    read_latest,
+    replace_dir,
+    sha256_file,
+    write_latest,
+)
+
+log = logging.getLogger(__name__)
+
+
+def resolve_data_dir(data: Path | None) -> Path:
+    if data is not None:
+        return Path(data)
+    latest = read_latest(config.PROCESSED_DIR)
+    if latest is None:
+        raise UserError(
+            f"no processed data in {config.PROCESSED_DIR}; run `qa embed` first or pass --data DIR"
+        )
+    return latest
+
+
+def resolve_run_dir(run_dir: Path | None) -> Path:
+    if run_dir is not None:
+        if not Path(run_dir).is_dir():
+            raise UserError(f"run dir {run_dir} does not exist; run `qa train` first")
+        return Path(run_dir)
+    latest = read_latest(config.RUNS_DIR)
+    if latest is None:
+        raise UserError(f"no run in {config.RUNS_DIR}; run `qa train` first or pass RUN_DIR")
+    return latest
+
+
+def data_fingerprint(ds: Dataset) -> str:
+    """Checksum of the four arrays: says whether a run was made from this data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("X_train", "y_train", "X_test", "y_test"):
+        h.update(sha256_file(ds.path / f"{name}.npy").encode())
+    return h.hexdigest()[:16]
+
+
+def validate_study(study: StudyConfig) -> None:
+    unknown = [o for o in study.optimizers if o not in STUDY_DEFAULTS]
+    if unknown:
+        raise UserError(
+            f"unknown optimizer {unknown[0]!r}; choose from {', '.join(STUDY_DEFAULTS)} or all"
+        )
+    if study.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {study.epochs}")
+    if study.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {study.seeds}")
+    for name in study.optimizers:
+        lr = study.lr_for(name)
+        if not (lr > 0 and math.isfinite(lr)):
+            raise UserError(f"learning rate of {name} must be positive, got {lr}")
+        bs = study.batch_for(name)
+        if bs is not None and bs < 1:
+            raise UserError(f"batch size of {name} must be >= 1, got {bs}")
+
+
+def optimizer_settings(name: str, study: StudyConfig) -> dict:
+    """Everything that determines an optimizer's results, for up-to-date checks."""
+    return {
+        "optimizer": name,
+        "lr": study.lr_for(name),
+        "batch_size": study.batch_for(name),
+        "hparams": {k: list(v) if isinstance(v, tuple) else v
+                    for k, v in STUDY_DEFAULTS[name].hparams.items()},
+        "epochs": study.epochs,
+        "seeds": study.seeds,
+        "trajectory_points": study.trajectory_points,
+    }
+
+
+def _history_csv(history: dict[str, list[float]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    keys = list(history)
+    w.writerow(keys)
+    for row in zip(*(history[k] for k in keys), strict=True):
+        w.writerow([int(v) if k in ("epoch", "updates") else repr(float(v))
+                    for k, v in zip(keys, row, strict=True)])
+    return buf.getvalue()
+
+
+def _run_one(args) -> dict:
+    """Train one (optimizer, seed); module-level so worker processes can run it."""
+    name, seed, settings, X, y, Xt, yt = args
+    w0 = init_weights(X.shape[1], np.random.default_rng(seed), dtype=X.dtype)
+    model = TanhRegression(w0)
+    opt = make_optimizer(name, lr=settings["lr"], **STUDY_DEFAULTS[name].hparams)
+    cfg = TrainConfig(
+        epochs=settings["epochs"], batch_size=settings["batch_size"], seed=seed,
+        max_trajectory_points=settings["trajectory_points"],
+    )
+    try:
+        res = train(model, opt, X, y, cfg, eval_sets={"test": (Xt, yt)})
+    except DivergenceError as e:
+        return {"optimizer": name, "seed": seed, "diverged": str(e)}
+    h = res.history
+    return {
+        "optimizer": name, "seed": seed, "lr": settings["lr"],
+        "batch_size": settings["batch_size"], "epochs": settings["epochs"],
+        "final_train_loss": h["train_loss"][-1], "final_train_acc": h["train_acc"][-1],
+        "final_test_loss": h["test_loss"][-1], "final_test_acc": h["test_acc"][-1],
+        "updates": res.updates, "wall_time_s": res.wall_time_s,
+        "updates_per_s": res.updates / res.wall_time_s if res.wall_time_s > 0 else None,
+        "warnings": res.warnings,
+        "_history": h, "_trajectory": res.trajectory, "_traj_updates": res.trajectory_updates,
+    }
+
+
+def _write_optimizer_dir(run_dir: Path, name: str, settings: dict, fingerprint: str,
+                         records: list[dict]) -> None:
+    tmp = make_temp_dir(run_dir, name)
+    clean = []
+    for r in sorted(records, key=lambda r: r["seed"]):
+        r = dict(r)
+        if "_history" in r:
+            atomic_write_text(tmp / f"seed{r['seed']}_history.csv", _history_csv(r.pop("_history")))
+            atomic_save_npz(tmp / f"seed{r['seed']}_trajectory.npz",
+                            weights=r.pop("_trajectory"), updates=r.pop("_traj_updates"))
+        clean.append(r)
+    atomic_write_json(tmp / "results.json", {
+        "settings": settings, "data_fingerprint": fingerprint, "records": clean,
+    })
+    replace_dir(tmp, run_dir / name)
+
+
+def write_summary(run_dir: Path, extra: dict | None = None) -> dict:
+    """Rebuild summary.json from every optimizer folder present in the run dir."""
+    records, optimizers = [], []
+    for sub in sorted(p for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        f = sub / "results.json"
+        if f.exists():
+            res = load_json(f)
+            optimizers.append(sub.name)
+            records.extend(res["records"])
+    order = {n: i for i, n in enumerate(config.STUDY_OPTIMIZERS)}
+    optimizers.sort(key=lambda n: order.get(n, 99))
+    records.sort(key=lambda r: (order.get(r["optimizer"], 99), r["seed"]))
+    summary = {"optimizers": optimizers, "results": records}
+    old = run_dir / "summary.json"
+    if old.exists():
+        prev = load_json(old)
+        summary = {**{k: v for k, v in prev.items() if k not in summary}, **summary}
+    if extra:
+        summary.update(extra)
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def is_up_to_date(run_dir: Path, name: str, settings: dict, fingerprint: str) -> bool:
+    f = run_dir / name / "results.json"
+    if not f.exists():
+        return False
+    try:
+        res = load_json(f)
+    except (OSError, ValueError):
+        return False
+    return res.get("settings") == settings and res.get("data_fingerprint") == fingerprint
+
+
+def run_study(
+    data: Path | None,
+    study: StudyConfig,
+    out: Path | None = None,
+    skip_up_to_date: bool = False,
+    show_progress: bool = True,
+) -> Path:
+    """Train every optimizer of ``study`` over its seeds; returns the run dir."""
+    validate_study(study)
+    data_dir = resolve_data_dir(data)
+    ds = load_processed(data_dir)
+    run_dir = Path(out) if out is not None else config.RUNS_DIR / data_dir.resolve().name
+    make_temp_dir(run_dir, "probe").rmdir()  # fails early, with a clear error, if unwritable
+    fingerprint = data_fingerprint(ds)
+    log.info("data: %s (%d train, %d test, %d features)", data_dir, len(ds.y_train),
+             len(ds.y_test), ds.X_train.shape[1])
+
+    todo = []
+    for name in study.optimizers:
+        settings = optimizer_settings(name, study)
+        if skip_up_to_date and is_up_to_date(run_dir, name, settings, fingerprint):
+            log.info("%s: up to date, skipped", name)
+            continue
+        todo.append((name, settings))
+
+    if todo:
+        from tqdm import tqdm
+
+        tasks = [(n, s, st, ds.X_train, ds.y_train, ds.X_test, ds.y_test)
+                 for n, st in todo for s in range(study.seeds)]
+        results: dict[str, list[dict]] = {n: [] for n, _ in todo}
+        remaining = {n: study.seeds for n, _ in todo}
+        bar = tqdm(total=len(tasks), desc="train", unit="run", disable=not show_progress)
+        jobs = max(1, min(study.jobs, len(tasks)))
+        pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
+        try:
+            it = pool.map(_run_one, tasks) if pool else map(_run_one, tasks)
+            for rec in it:
+                name = rec["optimizer"]
+                results[name].append(rec)
+                remaining[name] -= 1
+                bar.update(1)
+                bar.set_postfix_str(f"{name} seed {rec['seed']}: "
+                                    + (f"test acc {rec['final_test_acc']:.2f}"
+                                       if "diverged" not in rec else "diverged"))
+                if "diverged" in rec:
+                    log.warning("%s seed %d: %s", name, rec["seed"], rec["diverged"])
+                if remaining[name] == 0:  # this optimizer is complete: land it atomically
+                    settings = dict(todo)[name]
+                    _write_optimizer_dir(run_dir, name, settings, fingerprint, results[name])
+                    write_summary(run_dir, _summary_extra(ds, fingerprint))
+        finally:
+            bar.close()
+            if pool:
+                pool.shutdown(cancel_futures=True)
+    write_summary(run_dir, _summary_extra(ds, fingerprint))
+    write_latest(run_dir.parent, run_dir.name)
+    return run_dir
+
+
+def _summary_extra(ds: Dataset, fingerprint: str) -> dict:
+    return {
+        "data": {
+            "path": str(ds.path), "fingerprint": fingerprint,
+            "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test)),
+            "n_features": int(ds.X_train.shape[1]),
+            "embed": {k: ds.meta.get(k) for k in ("model", "features", "dim") if k in ds.meta},
+        },
+        "model": "tanh(X w), loss mean((y - tanh(X w))^2), init randn*0.5+0.05 per seed",
+        "versions": package_versions(),
+        "defaults": {k: asdict(v) for k, v in STUDY_DEFAULTS.items()},
+    }
+
+
+def default_jobs() -> int:
+    return max(1, min(4, os.cpu_count() or 1))

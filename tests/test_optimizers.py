@@ -1,0 +1,155 @@
+"""Every optimizer agrees with torch.optim over 100 steps of random gradients (float64),
+and the line search keeps the Armijo condition at every accepted step."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.optimizers import OPTIMIZERS, make_optimizer
+
+torch = pytest.importorskip("torch")
+
+CASES = [
+    ("sgd", "SGD", dict(lr=0.05)),
+    ("sgd", "SGD", dict(lr=0.05, momentum=0.9)),
+    ("sgd", "SGD", dict(lr=0.05, momentum=0.9, dampening=0.3)),
+    ("sgd", "SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    ("sgd", "SGD", dict(lr=0.05, momentum=0.5, weight_decay=0.1)),
+    ("sgd", "SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("adam", "Adam", dict(lr=0.01)),
+    ("adam", "Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6)),
+    ("adam", "Adam", dict(lr=0.01, weight_decay=0.1)),
+    ("adam", "Adam", dict(lr=0.01, amsgrad=True)),
+    ("adam", "Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.05)),
+    ("adamw", "AdamW", dict(lr=0.01)),
+    ("adamw", "AdamW", dict(lr=0.01, weight_decay=0.1)),
+    ("adamw", "AdamW", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("rmsprop", "RMSprop", dict(lr=0.01)),
+    ("rmsprop", "RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-6)),
+    ("rmsprop", "RMSprop", dict(lr=0.01, momentum=0.9)),
+    ("rmsprop", "RMSprop", dict(lr=0.01, centered=True)),
+    ("rmsprop", "RMSprop", dict(lr=0.01, centered=True, momentum=0.5, weight_decay=0.1)),
+    ("gd", "SGD", dict(lr=0.1)),
+    ("gd", "SGD", dict(lr=0.1, weight_decay=0.01)),
+]
+
+
+@pytest.mark.parametrize("name,torch_name,hp", CASES, ids=lambda v: str(v))
+def test_agrees_with_torch_optim(name, torch_name, hp):
+    rng = np.random.default_rng(0)
+    shapes = {"W": (4, 3), "b": (3,)}
+    params = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    ours = make_optimizer(name, **hp)
+    ref = getattr(torch.optim, torch_name)(list(tparams.values()), **hp)
+    for _ in range(100):
+        grads = {k: rng.standard_normal(s) for k, s in shapes.items()}
+        for k, t in tparams.items():
+            t.grad = torch.tensor(grads[k])
+        ref.step()
+        ours.step(params, grads)
+    for k in shapes:
+        diff = np.max(np.abs(params[k] - tparams[k].detach().numpy()))
+        assert diff <= 1e-6, f"{name} {hp}: {k} differs by {diff}"
+
+
+def test_updates_in_place_and_keeps_identity():
+    p = {"w": np.ones(3)}
+    ref = p["w"]
+    make_optimizer("adam", lr=0.1).step(p, {"w": np.ones(3)})
+    assert p["w"] is ref and not np.allclose(ref, 1.0)
+
+
+def test_worked_example_sgd_momentum():
+    # w0 = 1, lr = 0.1, momentum 0.9, gradients 1 then 1:
+    # step 1: b = g = 1,          w = 1 - 0.1 * 1   = 0.9
+    # step 2: b = 0.9 * 1 + 1 = 1.9, w = 0.9 - 0.1 * 1.9 = 0.71
+    p = {"w": np.array([1.0])}
+    opt = make_optimizer("momentum", lr=0.1)
+    opt.step(p, {"w": np.array([1.0])})
+    assert p["w"][0] == pytest.approx(0.9)
+    opt.step(p, {"w": np.array([1.0])})
+    assert p["w"][0] == pytest.approx(0.71)
+
+
+def test_worked_example_adam_first_step():
+    # On step 1 the bias corrections cancel: m_hat = g, v_hat = g^2, so the step is
+    # lr * g / (|g| + eps) = 0.01 * 4 / (4 + 1e-8) ~= 0.01 whatever the size of g.
+    p = {"w": np.array([0.5])}
+    make_optimizer("adam", lr=0.01).step(p, {"w": np.array([4.0])})
+    assert p["w"][0] == pytest.approx(0.5 - 0.01 * 4 / (4 + 1e-8), abs=1e-15)
+
+
+def test_unknown_name_and_bad_lr():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("adagrad")
+    with pytest.raises(ValueError, match="positive"):
+        make_optimizer("sgd", lr=0.0)
+    with pytest.raises(ValueError, match="positive"):
+        make_optimizer("adam", lr=-1.0)
+
+
+def _quadratic(A, b):
+    def loss(p):
+        w = p["w"]
+        return float(0.5 * w @ A @ w - b @ w)
+
+    def grad(p):
+        return {"w": A @ p["w"] - b}
+
+    return loss, grad
+
+
+def test_armijo_condition_holds_at_every_accepted_step():
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((6, 6))
+    A = M @ M.T + np.eye(6)  # positive definite
+    b = rng.standard_normal(6)
+    loss, grad = _quadratic(A, b)
+    p = {"w": rng.standard_normal(6)}
+    opt = make_optimizer("linesearch", lr=10.0, c1=1e-4, shrink=0.5)
+    for _ in range(500):
+        opt.step(p, grad(p), loss_fn=loss)
+    records = opt.search.history
+    assert len(records) == 500
+    accepted = [r for r in records if r.accepted]
+    assert len(accepted) > 400
+    for r in accepted:
+        assert r.f_new <= r.f0 - 1e-4 * r.step * r.grad_sq + 1e-12
+    # it converges to the minimiser A^-1 b
+    np.testing.assert_allclose(p["w"], np.linalg.solve(A, b), atol=1e-4)
+
+
+def test_line_search_step_grows_again():
+    A, b = np.eye(2), np.zeros(2)
+    loss, grad = _quadratic(A, b)
+    p = {"w": np.array([1.0, -1.0])}
+    opt = make_optimizer("linesearch", lr=100.0, grow=2.0)
+    opt.step(p, grad(p), loss_fn=loss)
+    first = opt.search.history[-1].step
+    assert first < 100.0  # had to backtrack
+    assert opt.search.next_step == pytest.approx(first * 2.0)
+
+
+def test_line_search_needs_loss_fn():
+    with pytest.raises(ValueError, match="loss_fn"):
+        make_optimizer("linesearch").step({"w": np.ones(2)}, {"w": np.ones(2)})
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    name=st.sampled_from(sorted(OPTIMIZERS)),
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_shapes_and_dtypes_preserved(name, shape, dtype):
+    rng = np.random.default_rng(0)
+    p = {"x": rng.standard_normal(shape).astype(dtype)}
+    g = {"x": rng.standard_normal(shape).astype(dtype)}
+    opt = make_optimizer(name, lr=0.01)
+    kw = {"loss_fn": lambda q: float(np.sum(q["x"] ** 2))} if name == "linesearch" else {}
+    for _ in range(3):
+        opt.step(p, g, **kw)
+    assert p["x"].shape == shape and p["x"].dtype == dtype
+    assert np.all(np.isfinite(p["x"]))

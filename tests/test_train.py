@@ -1,0 +1,195 @@
+"""`qa train`: the study on a processed dir, its outputs, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from models.optimizers import make_optimizer
+from models.tanh_regression import TanhRegression, init_weights
+from models.training import DivergenceError, TrainConfig, TrajectoryRecorder, train
+from pipeline.cli import main
+from pipeline.io import atomic_save_npy
+from tests.conftest import make_processed
+
+
+def test_study_all_optimizers_200x2049(tmp_path, runner):
+    data = make_processed(tmp_path / "big", n_train=160, n_test=40, d=2048)
+    out = tmp_path / "run"
+    res = runner.invoke(main, ["-q", "train", "--data", str(data), "--optimizer", "all",
+                               "--seeds", "3", "--epochs", "100", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    recs = summary["results"]
+    assert {r["optimizer"] for r in recs} == {"gd", "sgd", "adam", "momentum", "rmsprop",
+                                              "linesearch"}
+    assert len(recs) == 18
+    for r in recs:
+        for key in ("optimizer", "seed", "final_train_loss", "final_train_acc",
+                    "final_test_loss", "final_test_acc", "updates", "wall_time_s"):
+            assert key in r
+    adam = [r["final_train_acc"] for r in recs if r["optimizer"] == "adam"]
+    assert min(adam) >= 0.95
+    sgd = [r for r in recs if r["optimizer"] == "sgd"]
+    assert all(r["updates"] == 160 * 100 for r in sgd)  # batch 1
+    gd = [r for r in recs if r["optimizer"] == "gd"]
+    assert all(r["updates"] == 100 for r in gd)  # full batch
+    # histories and bounded trajectories, first point = the shared initial weights
+    traj = np.load(out / "adam" / "seed1_trajectory.npz", allow_pickle=False)
+    assert traj["weights"].shape[0] <= 301 and traj["weights"].dtype == np.float32
+    assert traj["updates"][0] == 0 and traj["updates"][-1] == 16000
+    w0 = init_weights(2049, np.random.default_rng(1)).astype(np.float32)
+    np.testing.assert_array_equal(traj["weights"][0], w0)
+    gd_traj = np.load(out / "gd" / "seed1_trajectory.npz", allow_pickle=False)
+    np.testing.assert_array_equal(gd_traj["weights"][0], w0)
+    hist = (out / "sgd" / "seed0_history.csv").read_text().splitlines()
+    assert hist[0].startswith("epoch,") and len(hist) == 102  # header + epoch 0..100
+
+
+def test_run_dir_grows_one_optimizer_at_a_time(processed, tmp_path, runner):
+    out = tmp_path / "run"
+    base = ["-q", "train", "--data", str(processed), "--seeds", "2", "--epochs", "5",
+            "--out", str(out)]
+    assert runner.invoke(main, [*base, "--optimizer", "adam"]).exit_code == 0
+    assert runner.invoke(main, [*base, "--optimizer", "sgd"]).exit_code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["optimizers"] == ["sgd", "adam"]
+    assert len(summary["results"]) == 4
+
+
+def test_lr_override_is_used(processed, tmp_path, runner):
+    out = tmp_path / "run"
+    res = runner.invoke(main, ["-q", "train", "--data", str(processed), "-o", "adam",
+                               "--lr", "adam=0.005", "--batch-size", "adam=8", "--seeds", "1",
+                               "--epochs", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rec = json.loads((out / "summary.json").read_text())["results"][0]
+    assert rec["lr"] == 0.005 and rec["batch_size"] == 8 and rec["updates"] == 2 * 20
+
+
+def _assert_one_line_error(res, needle):
+    assert res.exit_code != 0
+    assert "Traceback" not in res.output
+    err = res.output.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], res.output
+
+
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda d: os.remove(d / "y_train.npy"), "y_train.npy is missing"),
+        (lambda d: atomic_save_npy(d / "X_train.npy", np.ones(5)), "2-D"),
+        (lambda d: atomic_save_npy(d / "y_test.npy", np.ones(3)), "must have shape"),
+        (lambda d: atomic_save_npy(d / "y_train.npy", np.full(160, 2)), "outside {-1, +1}"),
+        (lambda d: (lambda X: (X.__setitem__((0, 0), np.nan),
+                               atomic_save_npy(d / "X_train.npy", X)))(
+            np.load(d / "X_train.npy")), "NaN or inf"),
+        (lambda d: (d / "X_test.npy").write_bytes(b"not an array"), "X_test.npy"),
+    ],
+    ids=["missing", "not-2d", "misshapen-y", "labels", "nan", "garbage"],
+)
+def test_bad_data_one_line_error(processed, runner, mutate, needle):
+    mutate(processed)
+    res = runner.invoke(main, ["train", "--data", str(processed), "--epochs", "1"])
+    _assert_one_line_error(res, needle)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--data", "nope"], "does not exist"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--lr", "adam=-1"], "must be positive"),
+        (["--lr", "sgd=0"], "must be positive"),
+        (["--lr", "adagrad=0.1"], "unknown optimizer"),
+        (["--lr", "adam=fast"], "not a valid value"),
+    ],
+)
+def test_bad_options_one_line_error(processed, runner, args, needle):
+    args = ["--data", str(processed), *args] if "--data" not in args else args
+    res = runner.invoke(main, ["train", "--epochs", "1", *args] if "--epochs" not in args
+                        else ["train", *args])
+    _assert_one_line_error(res, needle)
+
+
+def test_unknown_optimizer_rejected(processed, runner):
+    res = runner.invoke(main, ["train", "--data", str(processed), "--optimizer", "adagrad"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "adagrad" in res.output
+
+
+def test_unwritable_out(processed, tmp_path, runner):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        res = runner.invoke(main, ["train", "--data", str(processed), "--epochs", "1",
+                                   "--out", str(locked / "run")])
+        _assert_one_line_error(res, "choose another --out")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_unwritable_out_is_a_file(processed, tmp_path, runner):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = runner.invoke(main, ["train", "--data", str(processed), "--epochs", "1",
+                               "--out", str(blocker / "run")])
+    _assert_one_line_error(res, "choose another --out")
+
+
+def test_no_processed_data_yet(runner):
+    res = runner.invoke(main, ["train"])
+    _assert_one_line_error(res, "run `qa embed` first")
+
+
+# ------------------------------------------------------------------ the training loop
+def test_divergence_names_epoch_and_update():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 3))
+    y = rng.choice([-1.0, 1.0], 10)
+
+    class Exploding(TanhRegression):
+        calls = 0
+
+        def loss_and_grads(self, X, y):
+            Exploding.calls += 1
+            loss, g = super().loss_and_grads(X, y)
+            return (float("nan") if Exploding.calls == 7 else loss), g
+
+    with pytest.raises(DivergenceError, match="epoch 2, update 7"):
+        train(Exploding(np.zeros(3)), make_optimizer("sgd", lr=0.1), X, y,
+              TrainConfig(epochs=3, batch_size=2))
+
+
+def test_early_stopping_restores_best_weights():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = np.sign(X[:, 0] + 0.1)
+    Xv, yv = rng.standard_normal((20, 5)), rng.choice([-1.0, 1.0], 20)  # noise: val gets worse
+    model = TanhRegression(np.zeros(5))
+    res = train(model, make_optimizer("adam", lr=0.1), X, y,
+                TrainConfig(epochs=200, batch_size=4, patience=5, max_trajectory_points=0),
+                eval_sets={"val": (Xv, yv)})
+    assert res.stopped_early
+    best = res.best_epoch
+    # history[0] is the initial state; best is the lowest epoch >= 1
+    assert min(res.history["val_loss"][1:]) == pytest.approx(res.history["val_loss"][best])
+    assert len(res.history["val_loss"]) - 1 == best + 5  # stopped after `patience` bad epochs
+    assert model.loss(Xv, yv) == pytest.approx(res.history["val_loss"][best])
+
+
+def test_trajectory_recorder_bounded():
+    rec = TrajectoryRecorder(total_updates=10_000, max_points=50)
+    p = {"w": np.zeros(3)}
+    for u in range(10_001):
+        p["w"][0] = u
+        rec.offer(u, p)
+    pts, ups = rec.finish(10_000, p)
+    assert len(pts) <= 50 and ups[0] == 0 and ups[-1] == 10_000
+    np.testing.assert_array_equal(pts[:, 0], ups)
