@@ -94,7 +94,8 @@ class BundledEmbedder(Embedder):
         from tqdm import tqdm
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i in tqdm(range(0, len(texts), self.batch_size), desc="embed questions" if kind == "query" else "embed answers",
+        desc = "embed questions" if kind == "query" else "embed answers"
+        for i in tqdm(range(0, len(texts), self.batch_size), desc=desc,
                       disable=not self.show_progress, unit="batch"):
             chunk = texts[i:i + self.batch_size]
             out[i:i + len(chunk)] = self.model.encode(chunk, is_query=(kind == "query"))
@@ -321,7 +322,8 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
         raise UserError("the bundled model always uses 'query: ' / 'passage: ' prompts")
     input_sha = sha256_file(src)
     key = processed_key(input_sha, opts, qp, pp)
-    out_dir = Path(out) if out else config.PROCESSED_DIR / f"{src.stem}-{_model_slug(opts.model)}-{opts.features}-{key}"
+    name = f"{src.stem}-{_model_slug(opts.model)}-{opts.features}-{key}"
+    out_dir = Path(out) if out else config.PROCESSED_DIR / name
 
     if _up_to_date(out_dir, key):
         log.info("up to date: %s", out_dir)
