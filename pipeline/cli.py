@@ -203,6 +203,55 @@ def train_cmd(ctx, data, optimizers, seeds, epochs, lrs, batches, trajectory_poi
     run_dir = run_study(data, study, out, show_progress=not ctx.obj["quiet"])
     click.echo(f"results: {run_dir / 'summary.json'}")
 
+@main.command("visualize")
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Processed dir the run was trained on (default: recorded in summary.json).")
+@click.option("--threshold", default=0.5, show_default=True, type=float,
+              help="Training loss whose first crossing the table times.")
+@click.option("--tsne-points", default=1800, show_default=True, type=int,
+              help="Point budget of the joint t-SNE (its cost grows faster than the count).")
+def visualize_cmd(run_dir, data, threshold, tsne_points):
+    """Figures and a Markdown report for a run dir (default: the latest run).
+
+    Writes trajectories_tsne.png, landscape_pca.png, curves_epochs.png, curves_updates.png,
+    curves_time.png, summary_table.md and report.md into RUN_DIR.
+    """
+    from pipeline.train import resolve_run_dir
+    from pipeline.visualize import visualize
+
+    report = visualize(resolve_run_dir(run_dir), threshold, tsne_points, data)
+    click.echo(f"report: {report}")
+
+
+@main.command("run")
+@click.option("--model", "-m", default=config.EMBED_MODEL, show_default=True,
+              help="Embedding model for `qa embed`; 'bundled' works offline.")
+@click.option("--features", type=click.Choice(config.FEATURES), default="concat",
+              show_default=True, help="Feature vectors built from the embeddings.")
+@click.option("--input", "input_csv", type=click.Path(path_type=Path), default=None,
+              help="Pairs CSV (default: generated.csv if present, else the bundled set).")
+@study_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run dir (default: output/runs/<processed dir name>).")
+@click.pass_context
+def run_cmd(ctx, model, features, input_csv, optimizers, seeds, epochs, lrs, batches,
+            trajectory_points, jobs, out):
+    """Run every stage: embed -> train -> visualize, skipping what is up to date.
+
+    \b
+    Examples:
+      qa run --model bundled                 # offline demo on the bundled data
+      qa run                                 # turkish-e5-large (downloads it once)
+      qa run --model bundled --features interaction --seeds 3
+    """
+    from pipeline.run import run_all
+
+    study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
+    report = run_all(model=model, features=features, input_csv=input_csv, study=study,
+                     out=out, show_progress=not ctx.obj["quiet"])
+    click.echo(f"report: {report}")
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

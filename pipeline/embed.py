@@ -124,7 +124,9 @@ class SentenceTransformerEmbedder(Embedder):
                 "use --model bundled to work offline, or connect to the internet once to "
                 "download it"
             ) from e
-        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension  # renamed in sentence-transformers 6
+        self.dim = int(get_dim() or 0)
 
     def encode(self, texts: list[str], kind: str) -> np.ndarray:
         prefix = self.prompt(kind)

@@ -1,0 +1,428 @@
+"""`qa visualize`: figures, a summary table and report.md for a run dir.
+
+Figures (written into the run dir):
+
+* ``trajectories_tsne.png``: t-SNE of every optimizer's weight trajectory, embedded jointly;
+* ``landscape_pca.png``: the trajectories of one seed on the plane of the first two principal
+  components of ``w_i - w_final``, over training-loss contours (Li et al. 2018);
+* ``curves_epochs.png``, ``curves_updates.png``, ``curves_time.png``: loss and accuracy
+  (train and test) against epochs, updates and wall-clock time, mean and min-max band over seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.io import UserError, atomic_write_bytes, atomic_write_text, load_json, load_processed
+
+log = logging.getLogger(__name__)
+
+TSNE_POINT_BUDGET = 1800  # t-SNE cost grows faster than the point count (REFERENCES.md)
+COLORS = {"gd": "#1f77b4", "sgd": "#ff7f0e", "adam": "#2ca02c", "momentum": "#d62728",
+          "rmsprop": "#9467bd", "linesearch": "#8c564b", "adamw": "#e377c2"}
+
+
+@dataclass
+class Run:
+    optimizer: str
+    seed: int
+    history: dict[str, np.ndarray]  # column -> values per epoch (epoch 0 = initial state)
+    weights: np.ndarray  # (K, D) recorded trajectory
+    updates: np.ndarray  # (K,)
+
+
+def load_runs(run_dir: Path) -> tuple[dict, list[Run]]:
+    import pandas as pd
+
+    f = run_dir / "summary.json"
+    if not f.exists():
+        raise UserError(f"{run_dir} has no summary.json; run `qa train` first")
+    summary = load_json(f)
+    runs = []
+    for rec in summary["results"]:
+        if "diverged" in rec:
+            continue
+        sub = run_dir / rec["optimizer"]
+        hist = pd.read_csv(sub / f"seed{rec['seed']}_history.csv")
+        with np.load(sub / f"seed{rec['seed']}_trajectory.npz", allow_pickle=False) as z:
+            w, u = z["weights"], z["updates"]
+        runs.append(Run(rec["optimizer"], rec["seed"],
+                        {c: hist[c].to_numpy() for c in hist.columns}, w, u))
+    if not runs:
+        raise UserError(f"{run_dir} holds no finished runs; run `qa train` first")
+    return summary, runs
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _optimizers(runs: list[Run]) -> list[str]:
+    return list(dict.fromkeys(r.optimizer for r in runs))
+
+
+# ----------------------------------------------------------------------------- t-SNE
+def subsample(n: int, k: int) -> np.ndarray:
+    """At most k evenly spaced indices of range(n), first and last included."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max(k, 2))).astype(int))
+
+
+def tsne_figure(runs: list[Run], path: Path, budget: int = TSNE_POINT_BUDGET) -> None:
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    per_run = max(2, budget // len(runs))
+    parts, owners = [], []
+    for i, r in enumerate(runs):
+        idx = subsample(len(r.weights), per_run)
+        parts.append(r.weights[idx].astype(np.float64))
+        owners.append(np.full(len(idx), i))
+    P = np.vstack(parts)  # (N, D)
+    owner = np.concatenate(owners)
+    n_comp = min(50, P.shape[0] - 1, P.shape[1])
+    Z = PCA(n_components=n_comp, random_state=0).fit_transform(P)
+    perplexity = float(min(30.0, max(5.0, (len(P) - 1) / 3.0)))
+    emb = TSNE(n_components=2, perplexity=min(perplexity, len(P) - 1.0), init="pca",
+               random_state=0).fit_transform(Z)
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    seen = set()
+    for i, r in enumerate(runs):
+        pts = emb[owner == i]
+        c = COLORS.get(r.optimizer, None)
+        label = r.optimizer if r.optimizer not in seen else None
+        seen.add(r.optimizer)
+        ax.plot(pts[:, 0], pts[:, 1], "-", color=c, lw=0.8, alpha=0.7, label=label)
+        ax.plot(*pts[0], "o", color=c, ms=6, mec="black", mew=0.6)
+        ax.plot(*pts[-1], "*", color=c, ms=12, mec="black", mew=0.6)
+    ax.plot([], [], "o", color="grey", mec="black", label="start")
+    ax.plot([], [], "*", color="grey", mec="black", ms=12, label="end")
+    ax.set_title(f"t-SNE of weight trajectories ({len(P)} points, perplexity {perplexity:.0f})")
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2")
+    ax.legend(loc="best", fontsize=8, ncol=2)
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------- landscape
+def tanh_loss_many(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Loss of tanh(X w) for every row of W (G, D), in one matrix product."""
+    P = np.tanh(X @ W.T)  # (N, G)
+    R = y[:, None] - P
+    return np.mean(R * R, axis=0)  # (G,)
+
+
+def landscape(points: np.ndarray, ref: np.ndarray, X: np.ndarray, y: np.ndarray,
+              grid: int = 41, margin: float = 0.25):
+    """PCA plane of ``points - ref`` and the loss over a grid spanning the projected paths.
+
+    Returns (alphas, betas, Z, proj, ratios, directions): Z[j, i] is the loss at
+    ``ref + alphas[i] d1 + betas[j] d2``; (0, 0) is always a grid point, so Z there equals
+    the model's loss at ``ref``.
+    """
+    from sklearn.decomposition import PCA
+
+    D = points - ref  # (K, D)
+    pca = PCA(n_components=2, random_state=0).fit(D)
+    d1, d2 = pca.components_  # unit directions
+    proj = D @ np.stack([d1, d2]).T  # (K, 2)
+    axes = []
+    for k in range(2):
+        lo, hi = min(proj[:, k].min(), 0.0), max(proj[:, k].max(), 0.0)
+        pad = margin * (hi - lo or 1.0)
+        lo, hi = lo - pad, hi + pad
+        # an odd, symmetric-in-count grid with 0 inserted exactly
+        ax = np.union1d(np.linspace(lo, hi, grid), [0.0])
+        axes.append(ax)
+    alphas, betas = axes
+    A, B = np.meshgrid(alphas, betas)  # (nb, na)
+    W = ref + A.reshape(-1, 1) * d1 + B.reshape(-1, 1) * d2  # (G, D)
+    Z = tanh_loss_many(X, y, W).reshape(A.shape)
+    return alphas, betas, Z, proj, pca.explained_variance_ratio_, (d1, d2)
+
+
+def landscape_figure(runs: list[Run], X: np.ndarray, y: np.ndarray, path: Path) -> dict:
+    import matplotlib.pyplot as plt
+
+    seed = min(r.seed for r in runs)
+    chosen = [r for r in runs if r.seed == seed]
+    # reference: final weights of the run with the lowest final training loss
+    best = min(chosen, key=lambda r: r.history["train_loss"][-1])
+    ref = best.weights[-1].astype(np.float64)
+    pts = np.vstack([r.weights.astype(np.float64) for r in chosen])
+    alphas, betas, Z, proj, ratio, _ = landscape(pts, ref, X, y)
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    levels = np.quantile(Z, np.linspace(0, 1, 25))
+    cs = ax.contourf(alphas, betas, Z, levels=np.unique(levels), cmap="viridis", alpha=0.85)
+    fig.colorbar(cs, ax=ax, label="training loss (MSE)")
+    start = 0
+    for r in chosen:
+        k = len(r.weights)
+        p = proj[start:start + k]
+        start += k
+        c = COLORS.get(r.optimizer)
+        ax.plot(p[:, 0], p[:, 1], "-", color=c, lw=1.5, label=r.optimizer)
+        ax.plot(*p[0], "o", color=c, mec="white", ms=7)
+        ax.plot(*p[-1], "*", color=c, mec="white", ms=13)
+    ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}% of variance)")
+    ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}% of variance)")
+    ax.set_title(f"Loss landscape on the PCA plane of the trajectories (seed {seed}; "
+                 f"origin = final {best.optimizer} weights)", fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+    return {"seed": seed, "reference": best.optimizer, "explained_variance": ratio.tolist()}
+
+
+# ---------------------------------------------------------------------------- curves
+def _band(runs: list[Run], xkey: str, ykey: str):
+    """Mean and min-max of ykey over seeds on a common x axis (interpolated for time)."""
+    xs = [r.history[xkey] for r in runs]
+    ys = [r.history[ykey] for r in runs]
+    if xkey == "wall_time_s":
+        grid = np.linspace(0, min(x[-1] for x in xs), 200)
+        ys = [np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)]
+        x = grid
+    else:
+        n = min(len(y) for y in ys)
+        ys, x = [y[:n] for y in ys], xs[0][:n]
+    Y = np.vstack(ys)
+    return x, Y.mean(0), Y.min(0), Y.max(0)
+
+
+def curves_figure(runs: list[Run], xkey: str, xlabel: str, path: Path,
+                  baselines: dict | None = None) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
+    panels = [("train_loss", "train loss (MSE)"), ("test_loss", "test loss (MSE)"),
+              ("train_acc", "train accuracy"), ("test_acc", "test accuracy")]
+    for ax, (key, title) in zip(axes.ravel(), panels, strict=True):
+        for opt in _optimizers(runs):
+            rs = [r for r in runs if r.optimizer == opt]
+            x, m, lo, hi = _band(rs, xkey, key)
+            if xkey == "updates":
+                x = np.maximum(x, 1)  # log axis: the initial state sits at 1
+            c = COLORS.get(opt)
+            ax.plot(x, m, color=c, lw=1.6, label=opt)
+            ax.fill_between(x, lo, hi, color=c, alpha=0.15, lw=0)
+        if key == "test_acc" and baselines:
+            ax.axhline(baselines["majority_test_acc"], color="black", ls="--", lw=1,
+                       label="majority class")
+            ax.axhline(baselines["logreg_test_acc"], color="grey", ls=":", lw=1.2,
+                       label="logistic regression")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if xkey == "updates":
+            ax.set_xscale("log")
+        elif xkey == "wall_time_s":
+            ax.set_xscale("symlog", linthresh=0.01)
+    for ax in axes[1]:
+        ax.set_xlabel(xlabel)
+    handles, labels = axes[1, 1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(f"Loss and accuracy against {xlabel} (line: mean over seeds, band: min-max)")
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- table
+def baselines(ds) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    vals, counts = np.unique(ds.y_train, return_counts=True)
+    majority = vals[np.argmax(counts)]
+    clf = LogisticRegression(C=1.0, max_iter=5000).fit(ds.X_train, ds.y_train)
+    return {
+        "majority_label": int(majority),
+        "majority_test_acc": float(np.mean(ds.y_test == majority)),
+        "logreg_train_acc": float(clf.score(ds.X_train, ds.y_train)),
+        "logreg_test_acc": float(clf.score(ds.X_test, ds.y_test)),
+    }
+
+
+def _reach(r: Run, key: str, threshold: float):
+    """(wall time, updates) at the first epoch whose ``key`` is <= threshold, else None."""
+    hit = np.flatnonzero(r.history[key] <= threshold)
+    if not len(hit):
+        return None
+    i = hit[0]
+    return r.history["wall_time_s"][i], r.history["updates"][i]
+
+
+def summary_table(runs: list[Run], threshold: float) -> list[dict]:
+    rows = []
+    for opt in _optimizers(runs):
+        rs = [r for r in runs if r.optimizer == opt]
+
+        def stat(key, rs=rs):
+            v = np.array([r.history[key][-1] for r in rs])
+            return float(v.mean()), float(v.std())
+
+        reached = [_reach(r, "train_loss", threshold) for r in rs]
+        ok = [x for x in reached if x is not None]
+        wall = np.array([r.history["wall_time_s"][-1] for r in rs])
+        ups = np.array([r.history["updates"][-1] for r in rs])
+        rows.append({
+            "optimizer": opt, "seeds": len(rs),
+            "train_loss": stat("train_loss"), "test_loss": stat("test_loss"),
+            "train_acc": stat("train_acc"), "test_acc": stat("test_acc"),
+            "reached": f"{len(ok)}/{len(rs)}",
+            "time_to_threshold_s": float(np.mean([t for t, _ in ok])) if ok else None,
+            "updates_to_threshold": float(np.mean([u for _, u in ok])) if ok else None,
+            "updates_per_s": float(np.mean(ups / np.maximum(wall, 1e-9))),
+            "wall_time_s": float(wall.mean()),
+        })
+    return rows
+
+
+def _pm(x: tuple[float, float], digits: int = 3) -> str:
+    return f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}"
+
+
+def table_markdown(rows: list[dict], base: dict, threshold: float) -> str:
+    head = ("| optimizer | train loss | test loss | train acc | test acc | "
+            f"time to loss ≤ {threshold:g} (s) | updates to it | reached | updates/s | "
+            "wall time (s) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        t = "–" if r["time_to_threshold_s"] is None else f"{r['time_to_threshold_s']:.3f}"
+        u = "–" if r["updates_to_threshold"] is None else f"{r['updates_to_threshold']:.0f}"
+        lines.append(f"| {r['optimizer']} | {_pm(r['train_loss'])} | {_pm(r['test_loss'])} | "
+                     f"{_pm(r['train_acc'])} | {_pm(r['test_acc'])} | {t} | {u} | "
+                     f"{r['reached']} | {r['updates_per_s']:.0f} | {r['wall_time_s']:.2f} |")
+    lines.append(f"| *majority class ({base['majority_label']:+d})* | | | | "
+                 f"{base['majority_test_acc']:.3f} | | | | | |")
+    lines.append(f"| *logistic regression (sklearn, C=1)* | | | {base['logreg_train_acc']:.3f} | "
+                 f"{base['logreg_test_acc']:.3f} | | | | | |")
+    return head + "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- report
+REPORT = """# Optimizer study: {name}
+
+Data: `{data}` ({n_train} train / {n_test} test rows, {n_features} features{embed}).
+Model: `tanh(X w)` trained on mean squared error; every optimizer starts from the same
+initial weights for a given seed ({seeds} seeds). Regenerate with `qa visualize {run_dir}`.
+
+## Summary
+
+{table}
+Mean ± standard deviation over seeds of the final epoch. "Time to loss ≤ {threshold:g}" is the
+training wall time (evaluation excluded) until the training loss first drops to the threshold,
+averaged over the seeds that reach it. Test accuracy is measured on {n_test} rows: one row
+is worth {row_pct:.1f} points, so differences of a few points are noise. Compare every accuracy
+with the majority-class and logistic-regression rows.
+
+## Loss and accuracy against epochs
+
+![curves against epochs](curves_epochs.png)
+
+One epoch is one pass over the training set: one update for full-batch GD and line search,
+one per row for batch-1 SGD, Adam, momentum and RMSprop. Epochs therefore flatter the
+stochastic methods; the next two figures put the optimizers on the same footing.
+
+## Against updates and wall-clock time
+
+![curves against updates](curves_updates.png)
+
+![curves against wall time](curves_time.png)
+
+Updates count parameter changes (log scale). Wall time is the time spent in training steps on
+this machine, evaluation excluded; it depends on the machine and on the cost of one update
+(a line-search step costs several loss evaluations).
+
+## Weight trajectories: t-SNE
+
+![t-SNE of trajectories](trajectories_tsne.png)
+
+All trajectories (up to {per_run} points per run, first and last kept) are embedded jointly
+after PCA to 50 dimensions; circles mark starts, stars ends. t-SNE keeps neighbourhoods, not
+distances: clusters that sit close on the page need not be close in weight space, and the sizes
+of clusters and gaps mean little (Wattenberg et al., Distill 2016). Runs of one seed share a
+start point, so their paths begin together.
+
+## Loss landscape on the PCA plane
+
+![PCA loss landscape](landscape_pca.png)
+
+After Li et al. (2018): the trajectories of seed {ls_seed} are projected on the first two
+principal components of `w_i - w_final` (origin: the final weights of {ls_ref}, the lowest
+training loss), and the training loss is evaluated on a grid of that plane. The axes give the
+share of variance each component explains ({ev1:.1f}% and {ev2:.1f}%). The contours are the loss
+*on the plane*; a path's points lie off it, so a path may cross contours it never saw. PCA of a
+high-dimensional random walk also concentrates variance in a few components and draws smooth
+curves (Antognini & Sohl-Dickstein 2018), so structure here is not proof of a simple landscape.
+"""
+
+
+FIGURES = ("curves_epochs.png", "curves_updates.png", "curves_time.png",
+           "trajectories_tsne.png", "landscape_pca.png")
+
+
+def _stamp(run_dir: Path, threshold: float, tsne_budget: int) -> str:
+    from pipeline.io import sha256_file
+
+    return f"{sha256_file(run_dir / 'summary.json')}|{threshold}|{tsne_budget}"
+
+
+def is_up_to_date(run_dir: Path, threshold: float = 0.5,
+                  tsne_budget: int = TSNE_POINT_BUDGET) -> bool:
+    stamp = run_dir / ".visualized"
+    return (stamp.exists() and (run_dir / "report.md").exists()
+            and all((run_dir / f).exists() for f in FIGURES)
+            and stamp.read_text() == _stamp(run_dir, threshold, tsne_budget))
+
+
+def visualize(run_dir: Path, threshold: float = 0.5, tsne_budget: int = TSNE_POINT_BUDGET,
+              data: Path | None = None) -> Path:
+    """Write every figure, summary_table.md and report.md into ``run_dir``; returns report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    summary, runs = load_runs(run_dir)
+    data_path = Path(data) if data else Path(summary.get("data", {}).get("path", ""))
+    if not (data_path / "X_train.npy").exists():
+        raise UserError(f"the run's data dir {data_path} is gone; pass --data DIR")
+    ds = load_processed(data_path)
+    base = baselines(ds)
+    log.info("curves")
+    curves_figure(runs, "epoch", "epoch", run_dir / "curves_epochs.png", base)
+    curves_figure(runs, "updates", "updates", run_dir / "curves_updates.png", base)
+    curves_figure(runs, "wall_time_s", "wall-clock time (s)", run_dir / "curves_time.png", base)
+    log.info("t-SNE")
+    tsne_figure(runs, run_dir / "trajectories_tsne.png", tsne_budget)
+    log.info("landscape")
+    ls = landscape_figure(runs, ds.X_train, ds.y_train, run_dir / "landscape_pca.png")
+    rows = summary_table(runs, threshold)
+    table = table_markdown(rows, base, threshold)
+    atomic_write_text(run_dir / "summary_table.md", table)
+    emb = summary.get("data", {}).get("embed", {})
+    embed = f"; embeddings: {emb.get('model')}, {emb.get('features')}" if emb else ""
+    report = REPORT.format(
+        name=run_dir.name, data=data_path, n_train=len(ds.y_train), n_test=len(ds.y_test),
+        n_features=ds.X_train.shape[1], embed=embed,
+        seeds=len({r.seed for r in runs}), run_dir=run_dir, table=table, threshold=threshold,
+        row_pct=100.0 / len(ds.y_test), per_run=max(2, tsne_budget // len(runs)),
+        ls_seed=ls["seed"], ls_ref=ls["reference"],
+        ev1=100 * ls["explained_variance"][0], ev2=100 * ls["explained_variance"][1],
+    )
+    atomic_write_text(run_dir / "report.md", report)
+    from pipeline.io import atomic_write_json
+
+    atomic_write_json(run_dir / "baselines.json", base)
+    atomic_write_text(run_dir / ".visualized", _stamp(run_dir, threshold, tsne_budget))
+    return run_dir / "report.md"

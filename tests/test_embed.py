@@ -1,0 +1,220 @@
+"""`qa embed`: both backends, prompts, caches, the grouped split and bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import config
+from pipeline.cli import main
+from pipeline.embed import (
+    TURKISH_E5_INSTRUCT,
+    BundledEmbedder,
+    EmbedOptions,
+    TextCache,
+    build_features,
+    default_prompts,
+    embed_stage,
+    grouped_split,
+)
+from pipeline.io import load_processed
+
+WORDS = ["türkiye", "başkent", "ankara", "istanbul", "nehir", "dağ", "gölü", "en", "büyük",
+         "hangi", "yıl", "kuruldu", "osmanlı", "devleti", "query", "passage", ":", "?", "."]
+
+
+@pytest.fixture(scope="session")
+def tiny_st_model(tmp_path_factory):
+    """A tiny BERT sentence-transformers model built on disk (no download)."""
+    pytest.importorskip("sentence_transformers")
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny")
+    bert_dir = root / "bert"
+    bert_dir.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (bert_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(bert_dir)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(bert_dir)
+    word = st_models.Transformer(str(bert_dir), max_seq_length=32)
+    dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    pool = st_models.Pooling(dim(), pooling_mode="mean")
+    model_dir = root / "tiny-st"
+    SentenceTransformer(modules=[word, pool], device="cpu").save(str(model_dir))
+    return model_dir
+
+
+def _csv(path, n_questions=6):
+    rows = []
+    for i in range(n_questions):
+        q = f"osmanlı devleti hangi yıl kuruldu {i} ?"
+        rows += [(q, f"ankara en büyük {i} .", 1, "tarih"), (q, f"istanbul dağ {i} .", -1, "tarih")]
+    pd.DataFrame(rows, columns=["question", "answer", "label", "topic"]).to_csv(path, index=False)
+    return path
+
+
+def test_prompts_follow_model_cards():
+    assert default_prompts("ytu-ce-cosmos/turkish-e5-large") == (TURKISH_E5_INSTRUCT, "")
+    assert default_prompts("intfloat/multilingual-e5-small") == ("query: ", "passage: ")
+    assert default_prompts("bundled") == ("query: ", "passage: ")
+    assert default_prompts("./some/other-model") == ("", "")
+    assert TURKISH_E5_INSTRUCT.endswith("\nQuery: ")
+
+
+def test_sentence_transformers_by_path_applies_prompts(tiny_st_model, tmp_path, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    monkeypatch.chdir(tmp_path)
+    src = _csv(tmp_path / "pairs.csv")
+    opts = EmbedOptions(model=str(tiny_st_model), query_prompt="query: ",
+                        passage_prompt="passage: ", test_size=0.5, device="cpu")
+    out = embed_stage(src, opts, show_progress=False)
+    ds = load_processed(out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["query_prompt"] == "query: " and meta["dim"] == 16
+    assert ds.X_train.shape[1] == 2 * 16 + 1 and np.all(ds.X_train[:, -1] == 1)
+    rows = pd.read_csv(out / "rows.csv")
+    ref = SentenceTransformer(str(tiny_st_model), device="cpu")
+    q0, a0 = rows["question"][0], rows["answer"][0]
+    with_prompt = ref.encode(["query: " + q0], normalize_embeddings=True)[0]
+    without = ref.encode([q0], normalize_embeddings=True)[0]
+    np.testing.assert_allclose(ds.X_train[0, :16], with_prompt, atol=1e-5)
+    assert not np.allclose(ds.X_train[0, :16], without, atol=1e-3)
+    ans = ref.encode(["passage: " + a0], normalize_embeddings=True)[0]
+    np.testing.assert_allclose(ds.X_train[0, 16:32], ans, atol=1e-5)
+
+
+def test_unloadable_model_one_line_error(runner, tmp_path):
+    src = _csv(tmp_path / "pairs.csv")
+    res = runner.invoke(main, ["embed", "--model", str(tmp_path / "no-such-model"),
+                               "--input", str(src)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    line = res.output.strip().splitlines()[-1]
+    assert "--model bundled" in line and line.startswith("error:")
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    return BundledEmbedder(show_progress=False)
+
+
+def test_bundled_backend(bundled):
+    texts = ["Türkiye'nin başkenti Ankara'dır.", "Ankara, Türkiye'nin başkentidir.",
+             "Fotosentez bitkilerin besin üretme yoludur."]
+    v = bundled.encode(texts, "passage")
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(v, bundled.encode(texts, "passage"))  # deterministic
+    assert v[0] @ v[1] > v[0] @ v[2]  # the paraphrase lies closer than the unrelated one
+    q = bundled.encode(texts[:1], "query")
+    assert not np.allclose(q[0], v[0])  # the query prefix changes the vector
+
+
+def test_cache_hit_partial_hit_and_corrupt(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    src = _csv(tmp_path / "pairs.csv", 4)
+    opts = EmbedOptions(model="bundled", test_size=0.5)
+    out = embed_stage(src, opts, show_progress=False)
+    assert json.loads((out / "meta.json").read_text())["texts_embedded"] == 4 + 8
+
+    # an up-to-date rerun loads no model at all
+    def boom(*a, **k):
+        raise AssertionError("model loaded")
+
+    monkeypatch.setattr("pipeline.embed._load_embedder", boom)
+    assert embed_stage(src, opts, show_progress=False) == out
+
+    # two new rows: only their texts are embedded
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    df = pd.read_csv(src)
+    extra = pd.DataFrame([("yeni soru ?", "yeni cevap .", 1, "x"), ("yeni soru ?", "yanlış .", -1, "x")],
+                         columns=df.columns)
+    pd.concat([df, extra]).to_csv(src, index=False)
+    out2 = embed_stage(src, opts, show_progress=False)
+    assert out2 != out
+    assert json.loads((out2 / "meta.json").read_text())["texts_embedded"] == 3
+
+    # a corrupt cache file is detected, warned about and rebuilt, never used
+    cache_file = TextCache(config.EMBED_CACHE_DIR, "bundled").path
+    cache_file.write_bytes(b"garbage")
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        cache = TextCache(config.EMBED_CACHE_DIR, "bundled")
+    assert cache.vecs == {}
+    df.to_csv(src, index=False)  # back to the first input, with a new split seed
+    out3 = embed_stage(src, EmbedOptions(model="bundled", test_size=0.5, seed=7),
+                       show_progress=False)
+    assert json.loads((out3 / "meta.json").read_text())["texts_embedded"] == 12
+    assert TextCache(config.EMBED_CACHE_DIR, "bundled").vecs
+
+
+def test_second_bundled_run_is_fast(runner):
+    assert runner.invoke(main, ["-q", "embed", "--model", "bundled"]).exit_code == 0
+    t = time.perf_counter()
+    res = runner.invoke(main, ["-q", "embed", "--model", "bundled"])
+    assert res.exit_code == 0
+    assert time.perf_counter() - t < 5  # generous: the target (< 1 s) is quoted from a script
+
+
+def test_grouped_split_keeps_questions_whole_and_balanced():
+    qs = [f"q{i // 2}" for i in range(200)]
+    y = np.array([1, -1] * 100)
+    test = grouped_split(qs, y, 0.2, seed=3)
+    assert test.sum() == 40
+    train_q = {q for q, t in zip(qs, test, strict=True) if not t}
+    test_q = {q for q, t in zip(qs, test, strict=True) if t}
+    assert not train_q & test_q
+    assert y[test].sum() == 0 and y[~test].sum() == 0
+    assert not np.array_equal(test, grouped_split(qs, y, 0.2, seed=4))
+
+
+def test_features():
+    Q = np.array([[1.0, 2.0]])
+    A = np.array([[3.0, -1.0]])
+    np.testing.assert_array_equal(build_features(Q, A, "concat"), [[1, 2, 3, -1, 1]])
+    np.testing.assert_array_equal(build_features(Q, A, "interaction"),
+                                  [[1, 2, 3, -1, 2, 3, 3, -2, 1]])
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("question,answer\nq,a\n", "lacks column(s) label"),
+        ("question,answer,label\nq,a,2\n", "is not 1 or -1"),
+        ("question,answer,label\nq,,1\n", "empty answer"),
+        ("question,answer,label\n", "no rows"),
+    ],
+)
+def test_bad_input_one_line_error(runner, tmp_path, content, needle):
+    f = tmp_path / "bad.csv"
+    f.write_text(content, encoding="utf-8")
+    res = runner.invoke(main, ["embed", "--model", "bundled", "--input", str(f)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert needle in res.output.strip().splitlines()[-1]
+
+
+def test_missing_input(runner):
+    res = runner.invoke(main, ["embed", "--model", "bundled", "--input", "nope.csv"])
+    assert res.exit_code != 0 and "does not exist" in res.output
+
+
+def test_bundled_dataset_is_valid():
+    df = pd.read_csv(config.PACKAGE_ROOT / "data" / "raw" / "qa_pairs.csv")
+    assert list(df.columns[:3]) == ["question", "answer", "label"]
+    assert len(df) == 200 and df["question"].nunique() == 100
+    assert (df["label"] == 1).sum() == 100 and (df["label"] == -1).sum() == 100
+    assert df.groupby("question")["label"].apply(lambda s: sorted(s) == [-1, 1]).all()
+    assert df["topic"].nunique() >= 10 and (df["source"] == "bundled").all()
+    assert df["answer"].nunique() == 200
+    assert df["question"].str.contains("[çğıöşüİ]").mean() > 0.5  # Turkish with diacritics

@@ -1,0 +1,92 @@
+"""`qa visualize` and `qa run`: figures exist and carry content, the landscape is exact at its
+origin, the report links real files, and `qa run` skips up-to-date stages."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from models.tanh_regression import TanhRegression
+from pipeline.cli import main
+from pipeline.visualize import FIGURES, landscape, load_runs
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from tests.conftest import make_processed
+
+    root = tmp_path_factory.mktemp("viz")
+    data = make_processed(root / "proc", n_train=40, n_test=20, d=16)
+    out = root / "run"
+    runner = CliRunner()
+    res = runner.invoke(main, ["-q", "train", "--data", str(data), "--seeds", "2",
+                               "--epochs", "15", "--jobs", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["-q", "visualize", str(out), "--tsne-points", "200"])
+    assert res.exit_code == 0, res.output
+    return data, out
+
+
+def test_every_figure_is_written_and_non_trivial(small_run):
+    from matplotlib.image import imread
+
+    _, out = small_run
+    for name in FIGURES:
+        img = imread(out / name)
+        assert img.shape[0] > 300 and img.shape[1] > 300
+        assert img[..., :3].std() > 0.05, f"{name} looks blank"
+    names = " ".join(FIGURES)
+    assert "tsne" in names and "landscape" in names and "time" in names
+
+
+def test_report_references_existing_files(small_run):
+    _, out = small_run
+    report = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(links) == 5
+    for link in links:
+        assert (out / link).exists()
+    assert "majority class" in report and "logistic regression" in report
+    for opt in ("gd", "sgd", "adam", "momentum", "rmsprop", "linesearch"):
+        assert f"| {opt} |" in report
+
+
+def test_landscape_is_exact_at_the_final_weights(small_run):
+    data, out = small_run
+    X, y = np.load(data / "X_train.npy"), np.load(data / "y_train.npy").astype(float)
+    _, runs = load_runs(out)
+    pts = np.vstack([r.weights.astype(np.float64) for r in runs if r.seed == 0])
+    ref = runs[0].weights[-1].astype(np.float64)
+    alphas, betas, Z, proj, ratio, _ = landscape(pts, ref, X, y, grid=11)
+    i, j = np.flatnonzero(alphas == 0.0)[0], np.flatnonzero(betas == 0.0)[0]
+    assert Z[j, i] == pytest.approx(TanhRegression(ref).loss(X, y), rel=1e-12)
+    assert 0 < ratio.sum() <= 1.0 + 1e-9
+    # the grid spans every projected point
+    assert alphas.min() <= proj[:, 0].min() and alphas.max() >= proj[:, 0].max()
+
+
+def test_visualize_without_run_is_an_error(runner):
+    res = runner.invoke(main, ["visualize"])
+    assert res.exit_code != 0 and "qa train" in res.output and "Traceback" not in res.output
+
+
+def test_run_skips_up_to_date_stages(runner, monkeypatch):
+    args = ["-q", "run", "--model", "bundled", "--seeds", "1", "--epochs", "3", "--jobs", "1",
+            "-o", "gd", "-o", "adam"]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    report = res.output.strip().splitlines()[-1].removeprefix("report: ")
+
+    def boom(*a, **k):
+        raise AssertionError("stage ran again")
+
+    monkeypatch.setattr("pipeline.embed._load_embedder", boom)
+    monkeypatch.setattr("pipeline.train._run_one", boom)
+    monkeypatch.setattr("pipeline.run.visualize", boom)
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().endswith(report)
