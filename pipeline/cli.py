@@ -30,6 +30,14 @@ class QAGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            if logging.getLogger().level <= logging.DEBUG:
+                raise
+            click.secho(f"internal error: {type(e).__name__}: {e} (rerun with -vv for the "
+                        "traceback, and please report it)", err=True, fg="red")
+            sys.exit(1)
 
 
 def _version() -> str:
@@ -60,6 +68,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s")
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
 
@@ -127,6 +137,56 @@ def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs):
         trajectory_points=trajectory_points,
         jobs=jobs if jobs is not None else default_jobs(),
     )
+
+
+@main.command("generate")
+@click.option("--model", default=config.GEN_MODEL, show_default=True,
+              help="Ollama model that writes the questions.")
+@click.option("--n", "n", default=config.GEN_N, show_default=True, type=int,
+              help="Labelled rows to produce: n/2 questions, each with a correct (+1) and an "
+                   "incorrect (-1) answer.")
+@click.option("--out", type=click.Path(path_type=Path), default=config.GENERATED_CSV,
+              show_default=True, help="Output CSV; a .jsonl journal beside it makes reruns resume.")
+@click.option("--concurrency", "-c", default=config.GEN_CONCURRENCY, show_default=True, type=int,
+              help="Parallel requests (match the server's OLLAMA_NUM_PARALLEL).")
+@click.option("--host", default=None,
+              help="Ollama server URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434).")
+@click.option("--pull", is_flag=True, help="Pull the model first if the server lacks it.")
+@click.option("--temperature", default=config.GEN_TEMPERATURE, show_default=True, type=float,
+              help="Sampling temperature.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Base sampling seed; every attempt derives its own.")
+@click.option("--num-predict", default=config.GEN_NUM_PREDICT, show_default=True, type=int,
+              help="Token cap per answer; a capped answer counts as a failed attempt.")
+@click.option("--connect-timeout", default=config.GEN_CONNECT_TIMEOUT, show_default=True,
+              type=float, help="Seconds to wait for a connection.")
+@click.option("--read-timeout", default=config.GEN_READ_TIMEOUT, show_default=True, type=float,
+              help="Seconds to wait for one answer.")
+@click.option("--max-attempts", default=config.GEN_MAX_ATTEMPTS, show_default=True, type=int,
+              help="Attempts per question before it is given up.")
+@click.pass_context
+def generate_cmd(ctx, model, n, out, concurrency, host, pull, temperature, seed, num_predict,
+                 connect_timeout, read_timeout, max_attempts):
+    """Generate Turkish question-answer pairs with an LLM served by Ollama.
+
+    Resumable: accepted questions go to a journal at once, so rerunning the same command
+    continues where it stopped. Needs a running server (`ollama serve`) with the model
+    pulled (`ollama pull MODEL`, or --pull).
+
+    \b
+    Examples:
+      qa generate
+      qa generate --n 40 --concurrency 4 --host http://gpu-box:11434
+    """
+    from pipeline.generate import GenerateOptions, generate
+
+    opts = GenerateOptions(model=model, n=n, out=out, concurrency=concurrency, host=host,
+                           temperature=temperature, seed=seed, num_predict=num_predict,
+                           connect_timeout=connect_timeout, read_timeout=read_timeout,
+                           max_attempts=max_attempts, pull=pull,
+                           show_progress=not ctx.obj["quiet"])
+    path = generate(opts)
+    click.echo(f"dataset: {path}")
 
 
 @main.command("embed")
@@ -231,13 +291,25 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
               show_default=True, help="Feature vectors built from the embeddings.")
 @click.option("--input", "input_csv", type=click.Path(path_type=Path), default=None,
               help="Pairs CSV (default: generated.csv if present, else the bundled set).")
+@click.option("--regenerate", is_flag=True,
+              help="Generate a new dataset with Ollama first (the old one is kept, renamed).")
+@click.option("--gen-model", default=config.GEN_MODEL, show_default=True,
+              help="Ollama model for generation.")
+@click.option("--n", "n", default=config.GEN_N, show_default=True, type=int,
+              help="Rows to generate.")
+@click.option("--host", default=None, help="Ollama server URL (default: $OLLAMA_HOST).")
+@click.option("--concurrency", default=config.GEN_CONCURRENCY, show_default=True, type=int,
+              help="Parallel generation requests.")
 @study_options
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run dir (default: output/runs/<processed dir name>).")
 @click.pass_context
-def run_cmd(ctx, model, features, input_csv, optimizers, seeds, epochs, lrs, batches,
-            trajectory_points, jobs, out):
-    """Run every stage: embed -> train -> visualize, skipping what is up to date.
+def run_cmd(ctx, model, features, input_csv, regenerate, gen_model, n, host, concurrency,
+            optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs, out):
+    """Run every stage: [generate ->] embed -> train -> visualize, skipping what is up to date.
+
+    Generation runs only with --regenerate, to finish an interrupted `qa generate`, or when
+    there is no dataset at all; otherwise the generated set (or the bundled one) is used.
 
     \b
     Examples:
@@ -245,11 +317,15 @@ def run_cmd(ctx, model, features, input_csv, optimizers, seeds, epochs, lrs, bat
       qa run                                 # turkish-e5-large (downloads it once)
       qa run --model bundled --features interaction --seeds 3
     """
+    from pipeline.generate import GenerateOptions
     from pipeline.run import run_all
 
     study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
+    gen = GenerateOptions(model=gen_model, n=n, host=host, concurrency=concurrency,
+                          show_progress=not ctx.obj["quiet"])
     report = run_all(model=model, features=features, input_csv=input_csv, study=study,
-                     out=out, show_progress=not ctx.obj["quiet"])
+                     out=out, show_progress=not ctx.obj["quiet"], gen=gen,
+                     regenerate=regenerate)
     click.echo(f"report: {report}")
 
 

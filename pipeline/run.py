@@ -6,18 +6,43 @@ import logging
 import time
 from pathlib import Path
 
+from pipeline import config
 from pipeline.config import StudyConfig
 from pipeline.embed import EmbedOptions, embed_stage
+from pipeline.generate import GenerateOptions, generate
 from pipeline.train import run_study
 from pipeline.visualize import is_up_to_date, visualize
 
 log = logging.getLogger(__name__)
 
 
+def needs_generation(regenerate: bool) -> bool:
+    """Generate with --regenerate, to finish an interrupted generation, or with no dataset."""
+    journal = config.GENERATED_CSV.with_suffix(".jsonl")
+    unfinished = journal.exists() and not config.GENERATED_CSV.exists()
+    no_data = not config.GENERATED_CSV.exists() and not config.bundled_csv().exists()
+    return regenerate or unfinished or no_data
+
+
+def set_aside_generated() -> None:
+    """Raw data is immutable: an old generated set is renamed, never overwritten."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for f in (config.GENERATED_CSV, config.GENERATED_CSV.with_suffix(".jsonl")):
+        if f.exists():
+            f.rename(f.with_name(f"{f.stem}-{stamp}{f.suffix}"))
+            log.info("kept the previous %s as %s-%s%s", f.name, f.stem, stamp, f.suffix)
+
+
 def run_all(model: str, features: str, input_csv: Path | None, study: StudyConfig,
-            out: Path | None = None, show_progress: bool = True) -> Path:
-    """embed -> train -> visualize; returns the report's path."""
+            out: Path | None = None, show_progress: bool = True,
+            gen: GenerateOptions | None = None, regenerate: bool = False) -> Path:
+    """[generate ->] embed -> train -> visualize; returns the report's path."""
     t0 = time.perf_counter()
+    if input_csv is None and needs_generation(regenerate):
+        log.info("[0/3] generate")
+        if regenerate:
+            set_aside_generated()
+        generate(gen or GenerateOptions(show_progress=show_progress))
     log.info("[1/3] embed")
     data_dir = embed_stage(input_csv, EmbedOptions(model=model, features=features),
                            show_progress=show_progress)

@@ -90,3 +90,20 @@ def test_run_skips_up_to_date_stages(runner, monkeypatch):
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     assert res.output.strip().endswith(report)
+
+
+def test_run_regenerate_uses_the_generated_set(runner, tmp_path):
+    import json as _json
+    from pathlib import Path as _Path
+
+    from tests.fakes.ollama_server import FakeOllama
+
+    with FakeOllama() as fake:
+        res = runner.invoke(main, ["-q", "run", "--regenerate", "--gen-model", "fake-model",
+                                   "--n", "20", "--host", fake.host, "--model", "bundled",
+                                   "--seeds", "1", "--epochs", "2", "-o", "gd", "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    gen = _Path("data/raw/generated.csv")
+    assert gen.exists() and len(gen.read_text().splitlines()) == 21
+    latest = (_Path("data/processed") / (_Path("data/processed/LATEST").read_text().strip()))
+    assert _json.loads((latest / "meta.json").read_text())["input"].endswith("generated.csv")

@@ -1,0 +1,232 @@
+"""`qa generate` against a fake Ollama server driven by the real `ollama` client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from pipeline.generate import (
+    GenerateOptions,
+    generate,
+    normalise_question,
+    parse_item,
+    strip_reasoning,
+    turkish_lower,
+    validate_item,
+)
+from pipeline.io import UserError
+from tests.fakes.ollama_server import FakeOllama, item
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def opts(fake, tmp_path, **kw) -> GenerateOptions:
+    base = dict(model="fake-model", n=6, out=tmp_path / "gen.csv", concurrency=1,
+                host=fake.host, backoff_base=0.01, backoff_max=0.05, read_timeout=5.0,
+                show_progress=False)
+    base.update(kw)
+    return GenerateOptions(**base)
+
+
+def rows(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def check_dataset(df: pd.DataFrame, n: int) -> None:
+    assert len(df) == n
+    assert list(df.columns[:3]) == ["question", "answer", "label"]
+    assert df["question"].nunique() == n // 2
+    assert all(sorted(g) == [-1, 1] for _, g in df.groupby("question")["label"])
+    keys = df["question"].drop_duplicates().map(normalise_question)
+    assert keys.is_unique
+
+
+# ----------------------------------------------------------------------- unit pieces
+def test_turkish_case_folding():
+    assert turkish_lower("IĞDIR İSTANBUL") == "ığdır istanbul"
+    assert "I".lower() == "i"  # what str.lower gets wrong for Turkish
+    assert normalise_question("  İstanbul'un   NÜFUSU?! ") == normalise_question("istanbul un nüfusu")
+    assert normalise_question("ISPARTA") != normalise_question("isparta")  # I -> ı, not i
+
+
+def test_strip_reasoning_and_fences():
+    body = json.dumps(item(1), ensure_ascii=False)
+    assert parse_item("<think>hmm {x}</think>" + body)["question"] == item(1)["question"]
+    assert parse_item("```json\n" + body + "\n```")["topic"] == "genel kültür"
+    assert parse_item("<think>unclosed reasoning " + body)["question"] == item(1)["question"]
+    assert strip_reasoning("<thinking>a</thinking>{}") == "{}"
+    with pytest.raises(ValueError):
+        parse_item("no json here")
+
+
+@pytest.mark.parametrize(
+    "patch,reason",
+    [
+        ({"question": ""}, "missing_field"),
+        ({"correct_answer": 5}, "missing_field"),
+        ({"incorrect_answer": item(1)["correct_answer"]}, "answers_equal"),
+        ({"correct_answer": item(1)["question"]}, "answer_equals_question"),
+        ({"question": "x" * 400}, "length"),
+        ({"question": "What is the capital of France?", "correct_answer": "It is Paris.",
+          "incorrect_answer": "It is Lyon."}, "not_turkish"),
+        ({"incorrect_answer": "Bu şehir Türkiye'de değildir."}, "negation_giveaway"),
+    ],
+)
+def test_validation_rejects(patch, reason):
+    obj = {**item(1), **patch}
+    assert validate_item(obj) == (None, reason)
+    assert validate_item(item(1))[1] is None
+
+
+# ------------------------------------------------------------------------ end to end
+def test_happy_path(tmp_path):
+    with FakeOllama() as fake:
+        out = generate(opts(fake, tmp_path, n=20, concurrency=2))
+    df = rows(out)
+    check_dataset(df, 20)
+    assert (df["source"] == "fake-model").all()
+    body = fake.requests[0]
+    assert body["format"]["required"] == ["question", "correct_answer", "incorrect_answer",
+                                          "topic"]
+    assert body["think"] is False and body["options"]["num_predict"] > 0
+    assert "Konu:" in body["messages"][0]["content"]  # a Turkish prompt with a topic
+    assert body["messages"][0]["role"] == "user"  # Gemma templates take no system role
+    topics = {r["messages"][0]["content"].split("Konu: ")[1].split("\n")[0] for r in fake.requests}
+    assert len(topics) >= 10
+
+
+@pytest.mark.parametrize(
+    "fault,reason",
+    [
+        ("think", None), ("fence", None), ("malformed", "invalid_json"), ("500", "http_500"),
+        ("503", "http_503"), ("length", "truncated"), ("english", "not_turkish"),
+        ("slow", "timeout"), ("drop", "connection"),
+    ],
+)
+def test_each_fault_is_survived(tmp_path, fault, reason, caplog):
+    caplog.set_level("INFO")
+    with FakeOllama(script=[fault], slow_seconds=2.0) as fake:
+        out = generate(opts(fake, tmp_path, n=4, read_timeout=0.5))
+    check_dataset(rows(out), 4)
+    summary = [r.message for r in caplog.records if r.message.startswith("done:")][0]
+    if reason is None:
+        assert "rejected: none" in summary and "retries 0" in summary
+    else:
+        assert f"{reason} 1" in summary and "retries 1" in summary
+
+
+def test_duplicates_are_rejected(tmp_path, caplog):
+    caplog.set_level("INFO")
+    with FakeOllama(script=["ok", "duplicate"]) as fake:
+        out = generate(opts(fake, tmp_path, n=6))
+    check_dataset(rows(out), 6)
+    assert any("duplicate 1" in r.message for r in caplog.records)
+
+
+def test_server_without_think_support(tmp_path):
+    with FakeOllama(reject_think=True) as fake:
+        out = generate(opts(fake, tmp_path, n=4))
+    check_dataset(rows(out), 4)
+    assert "think" not in fake.requests[-1]
+
+
+def test_concurrency_really_overlaps(tmp_path):
+    with FakeOllama(latency=0.2) as fake:
+        generate(opts(fake, tmp_path, n=16, concurrency=4))
+    assert fake.max_in_flight >= 3
+
+
+def test_budget_exhausted_exits_with_resume_hint(tmp_path, runner):
+    with FakeOllama(default="malformed") as fake:
+        res = runner.invoke(main, ["generate", "--model", "fake-model", "--n", "4", "--host",
+                                   fake.host, "--max-attempts", "2",
+                                   "--out", str(tmp_path / "g.csv")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "Rerun the same command to resume" in res.output
+    assert "invalid_json" in res.output
+
+
+def test_never_more_than_n_rows(tmp_path):
+    with FakeOllama() as fake:
+        generate(opts(fake, tmp_path, n=10))
+        out = generate(opts(fake, tmp_path, n=4))  # journal has 5 questions
+    check_dataset(rows(out), 4)
+
+
+def test_unreachable_host_fails_fast(runner, tmp_path):
+    t = time.perf_counter()
+    res = runner.invoke(main, ["generate", "--host", "http://127.0.0.1:9", "--out",
+                               str(tmp_path / "g.csv")])
+    assert time.perf_counter() - t < 5
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    line = res.output.strip().splitlines()[-1]
+    assert "127.0.0.1:9" in line and "ollama serve" in line
+
+
+def test_missing_model_names_the_pull_command(runner, tmp_path):
+    with FakeOllama(models=()) as fake:
+        res = runner.invoke(main, ["generate", "--model", "tiny:1b", "--host", fake.host,
+                                   "--out", str(tmp_path / "g.csv")])
+    assert res.exit_code != 0
+    assert "ollama pull tiny:1b" in res.output.strip().splitlines()[-1]
+
+
+def test_pull_then_generate(tmp_path):
+    with FakeOllama(models=()) as fake:
+        out = generate(opts(fake, tmp_path, model="tiny:1b", n=4, pull=True))
+        assert "tiny:1b" in fake.models
+    check_dataset(rows(out), 4)
+
+
+def test_streamed_chat_and_midstream_error_reach_the_client():
+    import ollama
+
+    with FakeOllama(script=["ok", "midstream"]) as fake:
+        client = ollama.Client(host=fake.host)
+        parts = list(client.chat(model="fake-model", messages=[{"role": "user", "content": "x"}],
+                                 stream=True))
+        content = "".join(p.message.content for p in parts)
+        assert json.loads(content)["question"].startswith("Soru")
+        with pytest.raises(ollama.ResponseError):
+            list(client.chat(model="fake-model", messages=[{"role": "user", "content": "x"}],
+                             stream=True))
+
+
+def test_bad_n(tmp_path):
+    with pytest.raises(UserError, match="even"):
+        generate(GenerateOptions(n=7, out=tmp_path / "x.csv"))
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+    out = tmp_path / "gen.csv"
+    journal = out.with_suffix(".jsonl")
+    with FakeOllama(latency=0.05) as fake:
+        cmd = [sys.executable, "-m", "pipeline.cli", "-q", "generate", "--model", "fake-model",
+               "--n", "60", "--concurrency", "2", "--host", fake.host, "--out", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 8:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+        assert 8 <= len(before) < 30, "the kill should land mid-run"
+        res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr.decode()
+    df = rows(out)
+    check_dataset(df, 60)
+    kept = set(df["question"])
+    assert all(b["question"] in kept for b in before)  # nothing accepted was lost
