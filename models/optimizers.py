@@ -150,20 +150,27 @@ class Adam(Optimizer):
                 g = g + self.weight_decay * p
         m = self._state(name, "m", p)
         v = self._state(name, "v", p)
+        tmp = self._state(name, "tmp", p)  # scratch buffer: no allocation per step
+        # 1. moments: m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) g^2
         m *= b1
-        m += (1.0 - b1) * g
+        np.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp
         v *= b2
-        v += (1.0 - b2) * (g * g)
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
         if self.amsgrad:
             v_max = self._state(name, "v_max", p)
             np.maximum(v_max, v, out=v_max)
             v = v_max
-        bc1 = 1.0 - b1**self.t
-        bc2_sqrt = np.sqrt(1.0 - b2**self.t)
-        denom = np.sqrt(v)
-        denom /= bc2_sqrt
-        denom += self.eps
-        p -= (self.lr / bc1) * (m / denom)
+        # 2. denominator sqrt(v) / sqrt(1 - b2^t) + eps, in tmp
+        np.sqrt(v, out=tmp)
+        tmp *= 1.0 / np.sqrt(1.0 - b2**self.t)
+        tmp += self.eps
+        # 3. theta -= lr / (1 - b1^t) * m / denom
+        np.divide(m, tmp, out=tmp)
+        tmp *= self.lr / (1.0 - b1**self.t)
+        p -= tmp
 
 
 class AdamW(Adam):
@@ -211,23 +218,30 @@ class RMSprop(Optimizer):
         if self.weight_decay:
             g = g + self.weight_decay * p
         s = self._state(name, "s", p)
+        tmp = self._state(name, "tmp", p)  # scratch buffer
         s *= a
-        s += (1.0 - a) * (g * g)
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - a
+        s += tmp
         if self.centered:
             g_avg = self._state(name, "g_avg", p)
             g_avg *= a
             g_avg += (1.0 - a) * g
-            denom = np.sqrt(s - g_avg * g_avg)
+            np.multiply(g_avg, g_avg, out=tmp)
+            np.subtract(s, tmp, out=tmp)
+            np.sqrt(tmp, out=tmp)
         else:
-            denom = np.sqrt(s)
-        denom += self.eps
+            np.sqrt(s, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)  # g / denom
         if self.momentum > 0:
             b = self._state(name, "b", p)
             b *= self.momentum
-            b += g / denom
-            p -= self.lr * b
+            b += tmp
+            np.multiply(b, self.lr, out=tmp)
         else:
-            p -= self.lr * (g / denom)
+            tmp *= self.lr
+        p -= tmp
 
 
 class LineSearch(Optimizer):

@@ -230,3 +230,85 @@ def train(
     optimizer.lr = base_lr if config.schedule is not None else optimizer.lr
     return TrainResult(history, trajectory, traj_updates, updates, wall,
                        best_epoch, stopped, notes)
+
+
+def train_members(
+    model,
+    optimizer: Optimizer,
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    seeds: list[int],
+    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> list[TrainResult]:
+    """Train the S members of an ensemble model (e.g. ``TanhEnsemble``) at once.
+
+    Member s shuffles with ``seeds[s]`` exactly as :func:`train` does with ``seed=seeds[s]``,
+    so its result equals a separate run up to floating-point rounding. The optimizer must be
+    elementwise (every optimizer but line search); early stopping and clipping are not
+    supported here. Wall time is shared equally among the members.
+    """
+    assert not optimizer.needs_loss_fn, "line search needs one loss per run: use train()"
+    assert config.patience is None and config.grad_clip is None and config.schedule is None
+    eval_sets = eval_sets or {}
+    S, n = len(seeds), X.shape[0]
+    assert model.n_members == S
+    bs = n if config.batch_size is None else min(config.batch_size, n)
+    per_epoch = math.ceil(n / bs)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    recorders = [TrajectoryRecorder(config.epochs * per_epoch, config.max_trajectory_points)
+                 for _ in seeds]
+    marks = recorders[0].marks if recorders[0].enabled else []
+    histories: list[dict[str, list[float]]] = [{} for _ in seeds]
+    W = model.params["w"]
+
+    def log(epoch: int, wall: float, updates: int, gnorm: np.ndarray) -> None:
+        cols = {"epoch": np.full(S, epoch), "updates": np.full(S, updates),
+                "wall_time_s": np.full(S, wall / S), "grad_norm": gnorm,
+                "lr": np.full(S, optimizer.lr)}
+        cols["train_loss"], cols["train_acc"] = model.evaluate(X, y)
+        for name, (Xe, ye) in eval_sets.items():
+            cols[f"{name}_loss"], cols[f"{name}_acc"] = model.evaluate(Xe, ye)
+        for k, v in cols.items():
+            for s in range(S):
+                histories[s].setdefault(k, []).append(float(v[s]))
+
+    def offer(update: int) -> None:
+        for s, rec in enumerate(recorders):
+            rec.offer(update, {"w": W[s]})
+
+    log(0, 0.0, 0, np.full(S, np.nan))
+    offer(0)
+    next_mark = 1
+    while next_mark < len(marks) and marks[next_mark] <= 0:
+        next_mark += 1
+    updates, wall = 0, 0.0
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        if bs < n:  # member s sees its own shuffle, drawn as train() would draw it
+            perms = np.stack([r.permutation(n) for r in rngs])  # (S, N)
+            Xs, ys = X[perms], y[perms]  # (S, N, D), (S, N)
+        else:
+            Xs, ys = X, y
+        gsum = np.zeros(S)
+        for start in range(0, n, bs):
+            Xb, yb = Xs[..., start:start + bs, :], ys[..., start:start + bs]
+            loss, grads = model.loss_and_grads(Xb, yb)
+            g = grads["w"]
+            gsq = np.einsum("sd,sd->s", g, g)
+            if not (np.isfinite(loss).all() and np.isfinite(gsq).all()):
+                bad = int(np.flatnonzero(~(np.isfinite(loss) & np.isfinite(gsq)))[0])
+                raise DivergenceError(epoch, updates + 1, f"member {bad}'s loss or gradient")
+            gsum += np.sqrt(gsq)
+            optimizer.step(model.params, grads)
+            updates += 1
+            if next_mark < len(marks) and updates == marks[next_mark]:
+                offer(updates)
+                next_mark += 1
+        wall += time.perf_counter() - t0
+        log(epoch, wall, updates, gsum / per_epoch)
+    results = []
+    for s, rec in enumerate(recorders):
+        traj, traj_updates = rec.finish(updates, {"w": W[s]})
+        results.append(TrainResult(histories[s], traj, traj_updates, updates, wall / S))
+    return results

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from models.optimizers import make_optimizer
-from models.tanh_regression import TanhRegression, init_weights
-from models.training import DivergenceError, TrainConfig, train
+from models.tanh_regression import TanhEnsemble, TanhRegression, init_weights
+from models.training import DivergenceError, TrainConfig, train, train_members
 from pipeline import config
 from pipeline.config import STUDY_DEFAULTS, StudyConfig
 from pipeline.io import (
@@ -126,20 +126,7 @@ def _history_csv(history: dict[str, list[float]]) -> str:
     return buf.getvalue()
 
 
-def _run_one(args) -> dict:
-    """Train one (optimizer, seed); module-level so worker processes can run it."""
-    name, seed, settings, X, y, Xt, yt = args
-    w0 = init_weights(X.shape[1], np.random.default_rng(seed), dtype=X.dtype)
-    model = TanhRegression(w0)
-    opt = make_optimizer(name, lr=settings["lr"], **STUDY_DEFAULTS[name].hparams)
-    cfg = TrainConfig(
-        epochs=settings["epochs"], batch_size=settings["batch_size"], seed=seed,
-        max_trajectory_points=settings["trajectory_points"],
-    )
-    try:
-        res = train(model, opt, X, y, cfg, eval_sets={"test": (Xt, yt)})
-    except DivergenceError as e:
-        return {"optimizer": name, "seed": seed, "diverged": str(e)}
+def _record(name: str, seed: int, settings: dict, res) -> dict:
     h = res.history
     return {
         "optimizer": name, "seed": seed, "lr": settings["lr"],
@@ -151,6 +138,54 @@ def _run_one(args) -> dict:
         "warnings": res.warnings,
         "_history": h, "_trajectory": res.trajectory, "_traj_updates": res.trajectory_updates,
     }
+
+
+def _setup(name: str, settings: dict, seed: int):
+    opt = make_optimizer(name, lr=settings["lr"], **STUDY_DEFAULTS[name].hparams)
+    cfg = TrainConfig(
+        epochs=settings["epochs"], batch_size=settings["batch_size"], seed=seed,
+        max_trajectory_points=settings["trajectory_points"],
+    )
+    return opt, cfg
+
+
+def _run_one(args) -> list[dict]:
+    """Train one (optimizer, seed); module-level so worker processes can run it."""
+    name, seed, settings, X, y, Xt, yt = args
+    model = TanhRegression(init_weights(X.shape[1], np.random.default_rng(seed), dtype=X.dtype))
+    opt, cfg = _setup(name, settings, seed)
+    try:
+        res = train(model, opt, X, y, cfg, eval_sets={"test": (Xt, yt)})
+    except DivergenceError as e:
+        return [{"optimizer": name, "seed": seed, "diverged": str(e)}]
+    return [_record(name, seed, settings, res)]
+
+
+def _run_seeds(args) -> list[dict]:
+    """Train every seed of one elementwise optimizer at once (a TanhEnsemble); falls back to
+    separate runs if any seed diverges, so the others still finish and the culprit is named."""
+    name, seeds, settings, X, y, Xt, yt = args
+    W0 = np.stack([init_weights(X.shape[1], np.random.default_rng(s), dtype=X.dtype)
+                   for s in seeds])
+    opt, cfg = _setup(name, settings, seeds[0])
+    try:
+        results = train_members(TanhEnsemble(W0), opt, X, y, cfg, list(seeds),
+                                eval_sets={"test": (Xt, yt)})
+    except DivergenceError:
+        return [r for s in seeds for r in _run_one((name, s, settings, X, y, Xt, yt))]
+    return [_record(name, s, settings, r) for s, r in zip(seeds, results, strict=True)]
+
+
+def _one_blas_thread() -> None:
+    """Worker processes share the cores: BLAS threads per worker would only oversubscribe."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def _call(task):
+    fn, args = task
+    return fn(args)
 
 
 def _write_optimizer_dir(run_dir: Path, name: str, settings: dict, fingerprint: str,
@@ -232,16 +267,22 @@ def run_study(
     if todo:
         from tqdm import tqdm
 
-        tasks = [(n, s, st, ds.X_train, ds.y_train, ds.X_test, ds.y_test)
-                 for n, st in todo for s in range(study.seeds)]
+        data = (ds.X_train, ds.y_train, ds.X_test, ds.y_test)
+        tasks = []  # line search needs one loss per run; the others train all seeds at once
+        for n, st in todo:
+            if make_optimizer(n, lr=st["lr"]).needs_loss_fn:
+                tasks += [(_run_one, (n, s, st, *data)) for s in range(study.seeds)]
+            else:
+                tasks.append((_run_seeds, (n, tuple(range(study.seeds)), st, *data)))
         results: dict[str, list[dict]] = {n: [] for n, _ in todo}
         remaining = {n: study.seeds for n, _ in todo}
-        bar = tqdm(total=len(tasks), desc="train", unit="run", disable=not show_progress)
+        bar = tqdm(total=len(todo) * study.seeds, desc="train", unit="run",
+                   disable=not show_progress)
         jobs = max(1, min(study.jobs, len(tasks)))
-        pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
+        pool = ProcessPoolExecutor(jobs, initializer=_one_blas_thread) if jobs > 1 else None
         try:
-            it = pool.map(_run_one, tasks) if pool else map(_run_one, tasks)
-            for rec in it:
+            it = pool.map(_call, tasks) if pool else map(_call, tasks)
+            for rec in (r for batch in it for r in batch):
                 name = rec["optimizer"]
                 results[name].append(rec)
                 remaining[name] -= 1

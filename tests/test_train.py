@@ -193,3 +193,28 @@ def test_trajectory_recorder_bounded():
     pts, ups = rec.finish(10_000, p)
     assert len(pts) <= 50 and ups[0] == 0 and ups[-1] == 10_000
     np.testing.assert_array_equal(pts[:, 0], ups)
+
+
+@pytest.mark.parametrize("name,bs", [("adam", 1), ("sgd", 4), ("rmsprop", 1), ("gd", None),
+                                     ("momentum", 3)])
+def test_members_equal_separate_runs(name, bs):
+    """Training S seeds at once (TanhEnsemble) gives each seed its separate-run result."""
+    from models.tanh_regression import TanhEnsemble
+    from models.training import train_members
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 6))
+    y = np.sign(rng.standard_normal(30))
+    Xt, yt = rng.standard_normal((10, 6)), np.sign(rng.standard_normal(10))
+    seeds = [0, 1, 2]
+    W0 = np.stack([init_weights(6, np.random.default_rng(s)) for s in seeds])
+    cfg = dict(epochs=7, batch_size=bs, max_trajectory_points=20)
+    joint = train_members(TanhEnsemble(W0), make_optimizer(name, lr=0.05), X, y,
+                          TrainConfig(seed=0, **cfg), seeds, eval_sets={"test": (Xt, yt)})
+    for s, res in zip(seeds, joint, strict=True):
+        alone = train(TanhRegression(W0[s]), make_optimizer(name, lr=0.05), X, y,
+                      TrainConfig(seed=s, **cfg), eval_sets={"test": (Xt, yt)})
+        np.testing.assert_allclose(res.trajectory, alone.trajectory, atol=1e-6)
+        np.testing.assert_array_equal(res.trajectory_updates, alone.trajectory_updates)
+        for key in ("train_loss", "test_acc", "updates"):
+            np.testing.assert_allclose(res.history[key], alone.history[key], atol=1e-10)
