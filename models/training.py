@@ -57,6 +57,7 @@ class TrainConfig:
     grad_clip: float | None = None  # global-norm clip; None disables
     schedule: Schedule | None = None  # sets optimizer.lr at each epoch start
     explode_factor: float = 1e3  # warn when the grad norm grows this much over epoch 1
+    train_eval_size: int | None = None  # evaluate train metrics on the first k rows only
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -128,6 +129,7 @@ def train(
     config: TrainConfig,
     eval_sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     progress=None,
+    on_batch=None,
 ) -> TrainResult:
     """Train ``model`` in place and return its history.
 
@@ -137,6 +139,7 @@ def train(
     y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
     eval_sets : dict name -> (X, y), evaluated after every epoch (not timed)
     progress : callable(epoch, record) or None, called after every epoch
+    on_batch : callable(epoch, loss, grads) or None, called after every update
     """
     eval_sets = eval_sets or {}
     n = X.shape[0]
@@ -152,11 +155,12 @@ def train(
     def log(epoch: int, wall: float, updates: int, gnorm: float) -> dict[str, float]:
         rec = {"epoch": epoch, "updates": updates, "wall_time_s": wall,
                "grad_norm": gnorm, "lr": optimizer.lr}
-        rec["train_loss"], rec["train_acc"] = model.evaluate(X, y)
+        k = config.train_eval_size or n
+        rec["train_loss"], rec["train_acc"] = model.evaluate(X[:k], y[:k])
         for name, (Xe, ye) in eval_sets.items():
             rec[f"{name}_loss"], rec[f"{name}_acc"] = model.evaluate(Xe, ye)
-        for k, v in rec.items():
-            history.setdefault(k, []).append(float(v))
+        for key, v in rec.items():
+            history.setdefault(key, []).append(float(v))
         return rec
 
     log(0, 0.0, 0, float("nan"))
@@ -198,6 +202,8 @@ def train(
                 optimizer.step(model.params, grads)
             updates += 1
             recorder.offer(updates, model.params)
+            if on_batch is not None:
+                on_batch(epoch, loss, grads)
         wall += time.perf_counter() - t0
         mean_gnorm = gsum / per_epoch
         rec = log(epoch, wall, updates, mean_gnorm)
