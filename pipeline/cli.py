@@ -329,5 +329,205 @@ def run_cmd(ctx, model, features, input_csv, regenerate, gen_model, n, host, con
     click.echo(f"report: {report}")
 
 
+# ------------------------------------------------------------------------------ mnist
+def _int_list(value: str, what: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{what} takes comma-separated integers, e.g. 512,256,128") from None
+    if not out or any(v < 1 for v in out):
+        raise UserError(f"{what} needs positive integers, got {value!r}")
+    return out
+
+
+def _float_list(value: str, what: str) -> list[float]:
+    try:
+        out = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{what} takes comma-separated numbers, e.g. 0.1,0.01") from None
+    if not out or any(not v > 0 for v in out):
+        raise UserError(f"{what} needs positive numbers, got {value!r}")
+    return out
+
+
+def mnist_options(f):
+    from models.activations import ACTIVATIONS
+    from models.schedules import SCHEDULES
+
+    opts = [
+        click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                     help=f"Directory of the four MNIST IDX files, gz or raw "
+                          f"(default: {config.MNIST_DIR}; ../shared/data/mnist in CI)."),
+        click.option("--download", is_flag=True,
+                     help="Download MNIST into --data-dir first (needs internet)."),
+        click.option("--activation", type=click.Choice([a for a in ACTIVATIONS if a != "softmax"]),
+                     default="relu", show_default=True, help="Hidden activation."),
+        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw",
+                                                       "rmsprop", "gd", "linesearch"]),
+                     default="adam", show_default=True, help="Optimizer."),
+        click.option("--lr", default=config.MNIST_LR, show_default=True, type=float,
+                     help="Learning rate (initial trial step for linesearch)."),
+        click.option("--batch-size", default=config.MNIST_BATCH, show_default=True, type=int,
+                     help="Mini-batch size."),
+        click.option("--epochs", default=config.MNIST_EPOCHS, show_default=True, type=int,
+                     help="Passes over the training set."),
+        click.option("--seed", default=0, show_default=True, type=int,
+                     help="Seeds weights, dropout, shuffling and the validation split."),
+        click.option("--l2", default=0.0, show_default=True, type=float,
+                     help="L2 penalty on the weight matrices."),
+        click.option("--dropout", default=0.0, show_default=True, type=float,
+                     help="Dropout rate after each hidden layer."),
+        click.option("--grad-clip", default=None, type=float,
+                     help="Clip the global gradient norm to this value."),
+        click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="constant",
+                     show_default=True, help="Learning-rate schedule, stepped per epoch."),
+        click.option("--patience", default=None, type=int,
+                     help="Early stopping: epochs without validation improvement."),
+        click.option("--val-size", default=config.MNIST_VAL_SIZE, show_default=True, type=int,
+                     help="Training rows held out for validation (the test set chooses nothing)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _mnist_config(layers, activation, optimizer, lr, batch_size, epochs, seed, l2, dropout,
+                  grad_clip, schedule, patience, val_size):
+    from pipeline.mnist import MnistConfig
+
+    return MnistConfig(layers=layers, activation=activation, optimizer=optimizer, lr=lr,
+                       batch_size=batch_size, epochs=epochs, seed=seed, l2=l2, dropout=dropout,
+                       grad_clip=grad_clip, schedule=schedule, patience=patience,
+                       val_size=val_size)
+
+
+@main.group("mnist")
+def mnist_group():
+    """Train, evaluate and sweep the NumPy MLP on MNIST."""
+
+
+@mnist_group.command("train")
+@click.option("--layers", default=",".join(map(str, config.MNIST_LAYERS)), show_default=True,
+              help="Hidden layer widths, comma-separated.")
+@mnist_options
+@click.option("--out", type=click.Path(path_type=Path), default=Path("output/mnist"),
+              show_default=True, help="Where metrics, history, weights and figures go.")
+@click.pass_context
+def mnist_train_cmd(ctx, layers, data_dir, download, activation, optimizer, lr, batch_size,
+                    epochs, seed, l2, dropout, grad_clip, schedule, patience, val_size, out):
+    """Train an MLP on MNIST and evaluate it once on the test set.
+
+    \b
+    Examples:
+      qa mnist train --data-dir ../shared/data/mnist
+      qa mnist train --layers 1024,1024 --dropout 0.2 --epochs 30 --schedule cosine
+    """
+    from pipeline.mnist import train_command
+
+    cfg = _mnist_config(_int_list(layers, "--layers"), activation, optimizer, lr, batch_size,
+                        epochs, seed, l2, dropout, grad_clip, schedule, patience, val_size)
+    m = train_command(cfg, data_dir, out, download, show_progress=not ctx.obj["quiet"])
+    click.echo(f"test accuracy {m['test_acc']:.4f} (best validation {m['best_val_acc']:.4f}); "
+               f"{out / 'metrics.json'}")
+
+
+@mnist_group.command("evaluate")
+@click.argument("weights", type=click.Path(path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Directory of the MNIST IDX files.")
+def mnist_evaluate_cmd(weights, data_dir):
+    """Test accuracy of saved weights (weights.npz from `qa mnist train`)."""
+    from pipeline.mnist import evaluate_command
+
+    m = evaluate_command(weights, data_dir)
+    click.echo(f"test accuracy {m['test_acc']:.4f}, loss {m['test_loss']:.4f}")
+
+
+@mnist_group.command("sweep")
+@click.option("--lrs", default="0.1,0.05,0.01", show_default=True,
+              help="Learning rates, comma-separated.")
+@click.option("--depths", default="1,2,3", show_default=True,
+              help="Numbers of hidden layers, comma-separated.")
+@click.option("--batch-sizes", default="32", show_default=True,
+              help="Batch sizes, comma-separated.")
+@click.option("--width", default=256, show_default=True, type=int,
+              help="First hidden width; each further layer halves it.")
+@click.option("--subset", default=None, type=int,
+              help="Use only the first N training rows (quick looks).")
+@click.option("--jobs", "-j", default=2, show_default=True, type=int,
+              help="Parallel worker processes.")
+@mnist_options
+@click.option("--out", type=click.Path(path_type=Path), default=Path("output/mnist-sweep"),
+              show_default=True, help="Where sweep.csv and sweep_heatmap.png go.")
+@click.pass_context
+def mnist_sweep_cmd(ctx, lrs, depths, batch_sizes, width, subset, jobs, data_dir, download,
+                    activation, optimizer, lr, batch_size, epochs, seed, l2, dropout, grad_clip,
+                    schedule, patience, val_size, out):
+    """Validation accuracy over learning rate x depth (x batch size), as a heatmap.
+
+    \b
+    Example (the SGD grid of the line-search study):
+      qa mnist sweep --optimizer sgd --lrs 0.1,0.05,0.01 --depths 1,2,3 --batch-sizes 32 --epochs 5
+    """
+    from pipeline.mnist import resolve_data, sweep_command
+
+    if download:
+        resolve_data(data_dir, True, not ctx.obj["quiet"])
+    base = _mnist_config((width,), activation, optimizer, lr, batch_size, epochs, seed, l2,
+                         dropout, grad_clip, schedule, patience, val_size)
+    rows = sweep_command(base, _float_list(lrs, "--lrs"), list(_int_list(depths, "--depths")),
+                         list(_int_list(batch_sizes, "--batch-sizes")), width, data_dir, out,
+                         jobs, subset, show_progress=not ctx.obj["quiet"])
+    best = max(rows, key=lambda r: r["val_acc"])
+    click.echo(f"best: lr {best['lr']:g}, layers {best['layers']}, batch {best['batch_size']}: "
+               f"validation accuracy {best['val_acc']:.4f}; {out / 'sweep.csv'}")
+
+
+@main.command("fit")
+@click.argument("task", type=click.Choice(["cubic", "exp", "sinc", "sincos"]))
+@click.option("--layers", default="64,64", show_default=True,
+              help="Hidden layer widths, comma-separated.")
+@click.option("--activation", type=click.Choice(["relu", "leaky_relu", "tanh", "sigmoid"]),
+              default=None, help="Hidden activation (default: relu for cubic, tanh otherwise).")
+@click.option("--optimizer", type=click.Choice(["gd", "sgd", "momentum", "adam", "adamw",
+                                                "rmsprop", "linesearch"]),
+              default="adam", show_default=True, help="Optimizer.")
+@click.option("--lr", default=3e-3, show_default=True, type=float, help="Learning rate.")
+@click.option("--batch-size", default="32", show_default=True,
+              help="Mini-batch size, or 'full' for full batch.")
+@click.option("--epochs", default=300, show_default=True, type=int, help="Passes over the data.")
+@click.option("--noise", default=None, type=float,
+              help="Std of the Gaussian noise on targets (default per task).")
+@click.option("--n-train", default=1000, show_default=True, type=int, help="Training points.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Data and weight seed.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output dir (default: output/fit/TASK).")
+def fit_cmd(task, layers, activation, optimizer, lr, batch_size, epochs, noise, n_train, seed,
+            out):
+    """Fit a function with the MLP: cubic, exp, sinc (1-D) or sincos (2-D surface).
+
+    Writes metrics.json (held-out R^2), loss.png and prediction.png.
+
+    \b
+    Examples:
+      qa fit cubic
+      qa fit cubic --optimizer gd --batch-size full --lr 0.01 --epochs 900
+      qa fit sincos --layers 64,64,64
+    """
+    from pipeline.fit import FitConfig, run_fit
+
+    try:
+        bs = _batch(batch_size)
+    except ValueError:
+        raise UserError(f"--batch-size takes a number or 'full', got {batch_size!r}") from None
+    cfg = FitConfig(task=task, layers=_int_list(layers, "--layers"), activation=activation,
+                    optimizer=optimizer, lr=lr, batch_size=bs, epochs=epochs, noise=noise,
+                    n_train=n_train, seed=seed)
+    out = out or Path("output/fit") / task
+    m = run_fit(cfg, out)
+    click.echo(f"{task}: held-out R^2 {m['r2_test']:.4f} (noise-free {m['r2_test_noise_free']:.4f});"
+               f" {out / 'metrics.json'}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

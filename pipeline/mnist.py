@@ -1,0 +1,351 @@
+"""`qa mnist train | evaluate | sweep`: the NumPy MLP on MNIST.
+
+The validation split is carved out of the training set (``--val-size`` rows, seeded); it
+drives early stopping and plateau schedules, and the sweep ranks configurations by it. The
+test set is evaluated once, at the end, and never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.mlp import MLP, check_gradient_health
+from models.optimizers import make_optimizer
+from models.schedules import make_schedule
+from models.training import DivergenceError, TrainConfig, train
+from pipeline import config
+from pipeline.io import (
+    UserError,
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    package_versions,
+)
+from pipeline.mnist_data import download_mnist, load_mnist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MnistConfig:
+    layers: tuple[int, ...] = config.MNIST_LAYERS  # hidden widths
+    activation: str = "relu"
+    optimizer: str = "adam"
+    lr: float = config.MNIST_LR
+    batch_size: int = config.MNIST_BATCH
+    epochs: int = config.MNIST_EPOCHS
+    seed: int = 0  # weights, dropout masks, shuffling and the validation split
+    l2: float = 0.0  # L2 penalty on weight matrices
+    dropout: float = 0.0  # after each hidden activation
+    grad_clip: float | None = None  # global-norm clip
+    schedule: str = "constant"  # constant | step | exponential | cosine | plateau
+    patience: int | None = None  # early stopping on validation loss
+    val_size: int = config.MNIST_VAL_SIZE  # rows of the training set held out
+    dtype: str = "float32"
+    extra: dict = field(default_factory=dict)  # optimizer hyperparameters
+
+    def validate(self) -> None:
+        if not self.layers or any(w < 1 for w in self.layers):
+            raise UserError(f"--layers needs positive widths, got {self.layers}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UserError("--epochs and --batch-size must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must lie in [0, 1), got {self.dropout}")
+        if not 0 < self.val_size < 60000:
+            raise UserError(f"--val-size must lie in (0, 60000), got {self.val_size}")
+
+
+def resolve_data(data_dir: Path | None, download: bool, show_progress: bool = True):
+    data_dir = Path(data_dir) if data_dir else config.MNIST_DIR
+    if download:
+        download_mnist(data_dir, show_progress=show_progress)
+    return load_mnist(data_dir)
+
+
+def split_validation(X, y, val_size: int, seed: int):
+    perm = np.random.default_rng(seed + 12345).permutation(len(X))
+    val, tr = perm[:val_size], perm[val_size:]
+    return X[tr], y[tr], X[val], y[val]
+
+
+def build(cfg: MnistConfig) -> MLP:
+    return MLP([784, *cfg.layers, 10], activation=cfg.activation, loss="cross_entropy",
+               l2=cfg.l2, dropout=cfg.dropout, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
+
+
+def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool = False):
+    """Train on (train minus validation); returns (model, history, notes)."""
+    from tqdm import tqdm
+
+    cfg.validate()
+    X, y, Xt, yt = data
+    Xtr, ytr, Xv, yv = split_validation(X, y, cfg.val_size, cfg.seed)
+    model = build(cfg)
+    try:
+        opt = make_optimizer(cfg.optimizer, lr=cfg.lr, **cfg.extra)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from e
+    schedule = make_schedule(cfg.schedule, cfg.lr, cfg.epochs) if cfg.schedule != "constant" \
+        else None
+    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+                       max_trajectory_points=0, patience=cfg.patience, monitor="val",
+                       grad_clip=cfg.grad_clip, schedule=schedule, train_eval_size=10000)
+    steps = math.ceil(len(Xtr) / cfg.batch_size)
+    bar = tqdm(total=steps, disable=not show_progress, leave=False, unit="batch")
+    notes: list[str] = []
+    state = {"epoch": 0, "loss": 0.0, "k": 0, "grads": None}
+
+    def on_batch(epoch, loss, grads):
+        if epoch != state["epoch"]:
+            state.update(epoch=epoch, loss=0.0, k=0)
+            bar.reset(total=steps)
+            bar.set_description(f"epoch {epoch}/{cfg.epochs}")
+        state["loss"] += loss
+        state["k"] += 1
+        state["grads"] = grads
+        bar.update(1)
+        if state["k"] % 20 == 0:
+            bar.set_postfix_str(f"loss {state['loss'] / state['k']:.4f}")
+
+    def on_epoch(epoch, rec):
+        if not quiet_health and state["grads"] is not None:
+            notes.extend(check_gradient_health(model.layer_grad_norms(state["grads"])))
+        msg = (f"epoch {epoch:3d}  train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
+               f"  val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}"
+               f"  lr {rec['lr']:.2e}  {rec['wall_time_s']:.1f} s")
+        if show_progress:
+            bar.write(msg)
+        else:
+            log.info(msg)
+
+    try:
+        res = train(model, opt, Xtr, ytr, tcfg, eval_sets={"val": (Xv, yv)},
+                    progress=on_epoch, on_batch=on_batch)
+    except DivergenceError as e:
+        raise UserError(str(e)) from e
+    finally:
+        bar.close()
+    return model, res, notes
+
+
+def _history_csv(h: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    keys = list(h)
+    w.writerow(keys)
+    for row in zip(*(h[k] for k in keys), strict=True):
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def save_weights(path: Path, model: MLP, cfg: MnistConfig) -> None:
+    atomic_save_npz(path, **model.params, sizes=np.array(model.sizes),
+                    activation=np.array(cfg.activation), dtype=np.array(cfg.dtype))
+
+
+def load_weights(path: Path) -> MLP:
+    if not Path(path).exists():
+        raise UserError(f"weights {path} do not exist; train with `qa mnist train` first")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            sizes = [int(s) for s in z["sizes"]]
+            model = MLP(sizes, activation=str(z["activation"]), dtype=np.dtype(str(z["dtype"])))
+            for k in model.params:
+                model.params[k][...] = z[k]
+    except (KeyError, ValueError, OSError) as e:
+        raise UserError(f"{path} is not a weights file written by `qa mnist train` ({e})") from e
+    return model
+
+
+def _fig(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def figures(out: Path, history: dict, model: MLP, Xt, yt) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = np.array(history["epoch"])[1:]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    a1.plot(ep, history["train_loss"][1:], label="train")
+    a1.plot(ep, history["val_loss"][1:], label="validation")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("cross-entropy loss")
+    a1.legend()
+    a1.grid(alpha=0.3)
+    a2.plot(ep, history["train_acc"][1:], label="train")
+    a2.plot(ep, history["val_acc"][1:], label="validation")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("accuracy")
+    a2.legend()
+    a2.grid(alpha=0.3)
+    fig.suptitle("MNIST training curves (train metrics on 10,000 training rows)")
+    fig.tight_layout()
+    _fig(fig, out / "curves.png")
+    plt.close(fig)
+
+    pred = model.predict(Xt)
+    cm = np.zeros((10, 10), dtype=int)
+    np.add.at(cm, (yt, pred), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(cm, cmap="Blues", norm=matplotlib.colors.LogNorm(vmin=1, vmax=cm.max()))
+    for i in range(10):
+        for j in range(10):
+            if cm[i, j]:
+                ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > cm.max() / 3 else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Test confusion matrix (accuracy {np.mean(pred == yt):.4f})")
+    fig.colorbar(im, ax=ax, label="count (log)")
+    _fig(fig, out / "confusion_matrix.png")
+    plt.close(fig)
+
+    wrong = np.flatnonzero(pred != yt)[:36]
+    fig, axes = plt.subplots(4, 9, figsize=(11, 5.6))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), wrong, strict=False):
+        ax.imshow(Xt[i].reshape(28, 28), cmap="gray_r")
+        ax.set_title(f"{yt[i]} → {pred[i]}", fontsize=9, color="firebrick")
+    fig.suptitle(f"Misclassified test digits (true → predicted), first {len(wrong)} of "
+                 f"{int(np.sum(pred != yt))}")
+    fig.tight_layout()
+    _fig(fig, out / "misclassified.png")
+    plt.close(fig)
+
+
+def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: bool = False,
+                  show_progress: bool = True) -> dict:
+    """`qa mnist train`: fit, evaluate on test once, write every artefact into ``out``."""
+    cfg.validate()
+    data = resolve_data(data_dir, download, show_progress)
+    out = Path(out)
+    t0 = time.perf_counter()
+    model, res, notes = fit(cfg, data, show_progress)
+    _, _, Xt, yt = data
+    test_loss, test_acc = model.evaluate(Xt, yt)
+    h = res.history
+    epoch_times = np.diff(h["wall_time_s"]).tolist()
+    metrics = {
+        "test_acc": test_acc, "test_loss": test_loss,
+        "best_val_acc": max(h["val_acc"][1:]), "final_val_acc": h["val_acc"][-1],
+        "epochs_run": len(h["epoch"]) - 1, "stopped_early": res.stopped_early,
+        "best_epoch": res.best_epoch, "epoch_times_s": epoch_times,
+        "train_time_s": res.wall_time_s, "total_time_s": time.perf_counter() - t0,
+        "config": asdict(cfg), "warnings": notes, "versions": package_versions(),
+        "blas_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    atomic_write_text(out / "history.csv", _history_csv(h))
+    save_weights(out / "weights.npz", model, cfg)
+    atomic_write_json(out / "metrics.json", metrics)
+    figures(out, h, model, Xt, yt)
+    return metrics
+
+
+def evaluate_command(weights: Path, data_dir: Path | None) -> dict:
+    model = load_weights(weights)
+    _, _, Xt, yt = resolve_data(data_dir, False)
+    loss, acc = model.evaluate(Xt, yt)
+    return {"test_acc": acc, "test_loss": loss}
+
+
+# --------------------------------------------------------------------------- sweep
+def depth_layers(depth: int, width: int) -> tuple[int, ...]:
+    """``depth`` hidden layers halving from ``width``: 3, 256 -> (256, 128, 64)."""
+    return tuple(max(8, width // 2**i) for i in range(depth))
+
+
+def _sweep_one(args):
+    from threadpoolctl import threadpool_limits
+
+    cfg, data = args
+    with threadpool_limits(1):  # the sweep's processes share the cores
+        model, res, _ = fit(cfg, data, show_progress=False, quiet_health=True)
+    h = res.history
+    return {"lr": cfg.lr, "depth": len(cfg.layers), "layers": "-".join(map(str, cfg.layers)),
+            "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
+            "val_acc": h["val_acc"][-1], "best_val_acc": max(h["val_acc"][1:]),
+            "val_loss": h["val_loss"][-1], "train_time_s": res.wall_time_s}
+
+
+def sweep_command(base: MnistConfig, lrs: list[float], depths: list[int], batch_sizes: list[int],
+                  width: int, data_dir: Path | None, out: Path, jobs: int,
+                  subset: int | None = None, show_progress: bool = True) -> list[dict]:
+    """Grid over learning rate x depth (x batch size), ranked by validation accuracy."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    X, y, Xt, yt = resolve_data(data_dir, False)
+    if subset:
+        X, y = X[:subset], y[:subset]
+    data = (X, y, Xt, yt)
+    grid = []
+    for bs in batch_sizes:
+        for d in depths:
+            for lr in lrs:
+                c = MnistConfig(**{**asdict(base), "lr": lr, "batch_size": bs,
+                                   "layers": depth_layers(d, width)})
+                c.validate()
+                grid.append((c, data))
+    rows = []
+    with ProcessPoolExecutor(max(1, jobs)) as pool:
+        for r in tqdm(pool.map(_sweep_one, grid), total=len(grid), desc="sweep",
+                      disable=not show_progress):
+            rows.append(r)
+    out = Path(out)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "sweep.csv", buf.getvalue())
+    heatmap(rows, lrs, depths, batch_sizes, out / "sweep_heatmap.png")
+    return rows
+
+
+def heatmap(rows, lrs, depths, batch_sizes, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4.8 * len(batch_sizes) + 1, 4),
+                             squeeze=False)
+    for ax, bs in zip(axes[0], batch_sizes, strict=True):
+        M = np.full((len(depths), len(lrs)), np.nan)
+        for r in rows:
+            if r["batch_size"] == bs:
+                M[depths.index(r["depth"]), lrs.index(r["lr"])] = r["val_acc"]
+        im = ax.imshow(M, cmap="viridis", vmin=np.nanmin(M), vmax=np.nanmax(M), aspect="auto")
+        for i in range(len(depths)):
+            for j in range(len(lrs)):
+                ax.text(j, i, f"{M[i, j]:.4f}", ha="center", va="center", fontsize=8,
+                        color="white" if M[i, j] < np.nanmean(M) else "black")
+        ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
+        ax.set_yticks(range(len(depths)), [str(d) for d in depths])
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("hidden layers")
+        ax.set_title(f"validation accuracy, batch {bs}")
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    _fig(fig, path)
+    plt.close(fig)

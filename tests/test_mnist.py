@@ -1,0 +1,103 @@
+"""MNIST: IDX reading and checks, a one-epoch smoke run on a subset, evaluate, sweep."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from pipeline.cli import main
+from pipeline.mnist_data import load_mnist, read_idx
+from tests.conftest import SHARED_MNIST
+
+pytestmark = pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
+                                reason="../shared/data/mnist is not available")
+
+
+def write_idx(path, arr: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+@pytest.fixture(scope="module")
+def mnist_subset(tmp_path_factory):
+    """1,200 training and 300 test digits cut from the real test set, gz and raw mixed."""
+    imgs = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz", 3)
+    labels = read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz", 1)
+    d = tmp_path_factory.mktemp("mnist")
+    write_idx(d / "train-images-idx3-ubyte.gz", imgs[:1200])
+    write_idx(d / "train-labels-idx1-ubyte", labels[:1200])  # raw, not gzipped
+    write_idx(d / "t10k-images-idx3-ubyte.gz", imgs[9700:])
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", labels[9700:])
+    return d
+
+
+def test_shared_mnist_loads_and_verifies():
+    X, y, Xt, yt = load_mnist(SHARED_MNIST)
+    assert X.shape == (60000, 784) and Xt.shape == (10000, 784)
+    assert X.dtype == np.float32 and 0.0 <= X.min() and X.max() <= 1.0
+    assert set(np.unique(y)) == set(range(10)) and len(yt) == 10000
+
+
+def test_one_epoch_smoke_run(mnist_subset, tmp_path, runner):
+    out = tmp_path / "out"
+    res = runner.invoke(main, ["-q", "mnist", "train", "--data-dir", str(mnist_subset),
+                               "--layers", "64,32", "--epochs", "1", "--batch-size", "16",
+                               "--val-size", "200",
+                               "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0.5 < m["test_acc"] <= 1.0 and len(m["epoch_times_s"]) == 1
+    for f in ("history.csv", "weights.npz", "curves.png", "confusion_matrix.png",
+              "misclassified.png"):
+        assert (out / f).stat().st_size > 0
+    res = runner.invoke(main, ["mnist", "evaluate", str(out / "weights.npz"),
+                               "--data-dir", str(mnist_subset)])
+    assert res.exit_code == 0 and f"{m['test_acc']:.4f}" in res.output
+
+
+def test_corrupt_idx_is_a_clear_error(mnist_subset, tmp_path, runner):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in mnist_subset.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    raw = gzip.decompress((bad / "t10k-images-idx3-ubyte.gz").read_bytes())
+    (bad / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw[:-500]))  # truncated
+    res = runner.invoke(main, ["mnist", "train", "--data-dir", str(bad), "--epochs", "1"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "truncated" in res.output
+    (bad / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    res = runner.invoke(main, ["mnist", "train", "--data-dir", str(bad), "--epochs", "1"])
+    assert res.exit_code != 0 and "not a readable MNIST file" in res.output
+
+
+def test_checksum_mismatch_is_detected(mnist_subset, tmp_path, runner):
+    d = tmp_path / "sums"
+    d.mkdir()
+    for f in mnist_subset.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    (d / "SHA256SUMS").write_text("0" * 64 + "  t10k-labels-idx1-ubyte.gz\n")
+    res = runner.invoke(main, ["mnist", "train", "--data-dir", str(d), "--epochs", "1"])
+    assert res.exit_code != 0 and "checksum" in res.output
+
+
+def test_missing_data_says_where_to_put_it(runner, tmp_path):
+    res = runner.invoke(main, ["mnist", "train", "--data-dir", str(tmp_path / "none")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "put the four IDX files there" in res.output
+
+
+def test_sweep_writes_csv_and_heatmap(mnist_subset, tmp_path, runner):
+    out = tmp_path / "sweep"
+    res = runner.invoke(main, ["-q", "mnist", "sweep", "--data-dir", str(mnist_subset),
+                               "--optimizer", "sgd", "--lrs", "0.1,0.01", "--depths", "1,2",
+                               "--width", "32", "--epochs", "1", "--val-size", "200",
+                               "--jobs", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = (out / "sweep.csv").read_text().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("lr,depth")
+    assert (out / "sweep_heatmap.png").stat().st_size > 5000
