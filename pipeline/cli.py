@@ -379,8 +379,11 @@ def mnist_options(f):
                      help="Dropout rate after each hidden layer."),
         click.option("--grad-clip", default=None, type=float,
                      help="Clip the global gradient norm to this value."),
-        click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="constant",
-                     show_default=True, help="Learning-rate schedule, stepped per epoch."),
+        click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="cosine",
+                     show_default=True,
+                     help="Learning-rate schedule, stepped per epoch (cosine: to 0 at the end)."),
+        click.option("--standardize/--no-standardize", default=True, show_default=True,
+                     help="Subtract the training pixel mean and divide by its std."),
         click.option("--patience", default=None, type=int,
                      help="Early stopping: epochs without validation improvement."),
         click.option("--val-size", default=config.MNIST_VAL_SIZE, show_default=True, type=int,
@@ -392,13 +395,13 @@ def mnist_options(f):
 
 
 def _mnist_config(layers, activation, optimizer, lr, batch_size, epochs, seed, l2, dropout,
-                  grad_clip, schedule, patience, val_size):
+                  grad_clip, schedule, standardize, patience, val_size):
     from pipeline.mnist import MnistConfig
 
     return MnistConfig(layers=layers, activation=activation, optimizer=optimizer, lr=lr,
                        batch_size=batch_size, epochs=epochs, seed=seed, l2=l2, dropout=dropout,
                        grad_clip=grad_clip, schedule=schedule, patience=patience,
-                       val_size=val_size)
+                       val_size=val_size, standardize=standardize)
 
 
 @main.group("mnist")
@@ -414,7 +417,8 @@ def mnist_group():
               show_default=True, help="Where metrics, history, weights and figures go.")
 @click.pass_context
 def mnist_train_cmd(ctx, layers, data_dir, download, activation, optimizer, lr, batch_size,
-                    epochs, seed, l2, dropout, grad_clip, schedule, patience, val_size, out):
+                    epochs, seed, l2, dropout, grad_clip, schedule, standardize, patience,
+                    val_size, out):
     """Train an MLP on MNIST and evaluate it once on the test set.
 
     \b
@@ -425,7 +429,8 @@ def mnist_train_cmd(ctx, layers, data_dir, download, activation, optimizer, lr, 
     from pipeline.mnist import train_command
 
     cfg = _mnist_config(_int_list(layers, "--layers"), activation, optimizer, lr, batch_size,
-                        epochs, seed, l2, dropout, grad_clip, schedule, patience, val_size)
+                        epochs, seed, l2, dropout, grad_clip, schedule, standardize, patience,
+                        val_size)
     m = train_command(cfg, data_dir, out, download, show_progress=not ctx.obj["quiet"])
     click.echo(f"test accuracy {m['test_acc']:.4f} (best validation {m['best_val_acc']:.4f}); "
                f"{out / 'metrics.json'}")
@@ -462,7 +467,7 @@ def mnist_evaluate_cmd(weights, data_dir):
 @click.pass_context
 def mnist_sweep_cmd(ctx, lrs, depths, batch_sizes, width, subset, jobs, data_dir, download,
                     activation, optimizer, lr, batch_size, epochs, seed, l2, dropout, grad_clip,
-                    schedule, patience, val_size, out):
+                    schedule, standardize, patience, val_size, out):
     """Validation accuracy over learning rate x depth (x batch size), as a heatmap.
 
     \b
@@ -474,7 +479,7 @@ def mnist_sweep_cmd(ctx, lrs, depths, batch_sizes, width, subset, jobs, data_dir
     if download:
         resolve_data(data_dir, True, not ctx.obj["quiet"])
     base = _mnist_config((width,), activation, optimizer, lr, batch_size, epochs, seed, l2,
-                         dropout, grad_clip, schedule, patience, val_size)
+                         dropout, grad_clip, schedule, standardize, patience, val_size)
     rows = sweep_command(base, _float_list(lrs, "--lrs"), list(_int_list(depths, "--depths")),
                          list(_int_list(batch_sizes, "--batch-sizes")), width, data_dir, out,
                          jobs, subset, show_progress=not ctx.obj["quiet"])

@@ -48,9 +48,10 @@ class MnistConfig:
     l2: float = 0.0  # L2 penalty on weight matrices
     dropout: float = 0.0  # after each hidden activation
     grad_clip: float | None = None  # global-norm clip
-    schedule: str = "constant"  # constant | step | exponential | cosine | plateau
+    schedule: str = "cosine"  # constant | step | exponential | cosine | plateau
     patience: int | None = None  # early stopping on validation loss
     val_size: int = config.MNIST_VAL_SIZE  # rows of the training set held out
+    standardize: bool = True  # subtract the training pixel mean, divide by its std
     dtype: str = "float32"
     extra: dict = field(default_factory=dict)  # optimizer hyperparameters
 
@@ -85,6 +86,19 @@ def build(cfg: MnistConfig) -> MLP:
                l2=cfg.l2, dropout=cfg.dropout, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
 
 
+def pixel_stats(X: np.ndarray, enabled: bool) -> tuple[float, float]:
+    """(mean, std) of the training pixels, or (0, 1) when standardisation is off."""
+    return (float(X.mean()), float(X.std())) if enabled else (0.0, 1.0)
+
+
+def standardise(data, stats: tuple[float, float]):
+    mean, std = stats
+    if (mean, std) == (0.0, 1.0):
+        return data
+    X, y, Xt, yt = data
+    return ((X - mean) / std).astype(np.float32), y, ((Xt - mean) / std).astype(np.float32), yt
+
+
 def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool = False):
     """Train on (train minus validation); returns (model, history, notes)."""
     from tqdm import tqdm
@@ -92,7 +106,10 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
     cfg.validate()
     X, y, Xt, yt = data
     Xtr, ytr, Xv, yv = split_validation(X, y, cfg.val_size, cfg.seed)
+    stats = pixel_stats(Xtr, cfg.standardize)  # from the training rows only
+    Xtr, _, Xv, _ = standardise((Xtr, ytr, Xv, yv), stats)
     model = build(cfg)
+    model.input_stats = stats
     try:
         opt = make_optimizer(cfg.optimizer, lr=cfg.lr, **cfg.extra)
     except (ValueError, TypeError) as e:
@@ -152,7 +169,8 @@ def _history_csv(h: dict) -> str:
 
 def save_weights(path: Path, model: MLP, cfg: MnistConfig) -> None:
     atomic_save_npz(path, **model.params, sizes=np.array(model.sizes),
-                    activation=np.array(cfg.activation), dtype=np.array(cfg.dtype))
+                    activation=np.array(cfg.activation), dtype=np.array(cfg.dtype),
+                    input_stats=np.array(model.input_stats))
 
 
 def load_weights(path: Path) -> MLP:
@@ -164,6 +182,7 @@ def load_weights(path: Path) -> MLP:
             model = MLP(sizes, activation=str(z["activation"]), dtype=np.dtype(str(z["dtype"])))
             for k in model.params:
                 model.params[k][...] = z[k]
+            model.input_stats = tuple(float(v) for v in z["input_stats"])
     except (KeyError, ValueError, OSError) as e:
         raise UserError(f"{path} is not a weights file written by `qa mnist train` ({e})") from e
     return model
@@ -175,7 +194,7 @@ def _fig(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def figures(out: Path, history: dict, model: MLP, Xt, yt) -> None:
+def figures(out: Path, history: dict, model: MLP, Xt, yt, Xt_raw) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -224,7 +243,7 @@ def figures(out: Path, history: dict, model: MLP, Xt, yt) -> None:
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), wrong, strict=False):
-        ax.imshow(Xt[i].reshape(28, 28), cmap="gray_r")
+        ax.imshow(Xt_raw[i].reshape(28, 28), cmap="gray_r")
         ax.set_title(f"{yt[i]} → {pred[i]}", fontsize=9, color="firebrick")
     fig.suptitle(f"Misclassified test digits (true → predicted), first {len(wrong)} of "
                  f"{int(np.sum(pred != yt))}")
@@ -241,7 +260,8 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
     out = Path(out)
     t0 = time.perf_counter()
     model, res, notes = fit(cfg, data, show_progress)
-    _, _, Xt, yt = data
+    _, _, Xt_raw, yt = data
+    Xt = standardise((Xt_raw[:0], yt[:0], Xt_raw, yt), model.input_stats)[2]
     test_loss, test_acc = model.evaluate(Xt, yt)
     h = res.history
     epoch_times = np.diff(h["wall_time_s"]).tolist()
@@ -257,13 +277,14 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
     atomic_write_text(out / "history.csv", _history_csv(h))
     save_weights(out / "weights.npz", model, cfg)
     atomic_write_json(out / "metrics.json", metrics)
-    figures(out, h, model, Xt, yt)
+    figures(out, h, model, Xt, yt, Xt_raw)
     return metrics
 
 
 def evaluate_command(weights: Path, data_dir: Path | None) -> dict:
     model = load_weights(weights)
-    _, _, Xt, yt = resolve_data(data_dir, False)
+    data = resolve_data(data_dir, False)
+    _, _, Xt, yt = standardise(data, model.input_stats)
     loss, acc = model.evaluate(Xt, yt)
     return {"test_acc": acc, "test_loss": loss}
 
