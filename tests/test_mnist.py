@@ -51,7 +51,7 @@ def test_one_epoch_smoke_run(mnist_subset, tmp_path, runner):
                                "--out", str(out)])
     assert res.exit_code == 0, res.output
     m = json.loads((out / "metrics.json").read_text())
-    assert 0.5 < m["test_acc"] <= 1.0 and len(m["epoch_times_s"]) == 1
+    assert 0.3 < m["test_acc"] <= 1.0 and len(m["epoch_times_s"]) == 1  # chance is 0.1
     for f in ("history.csv", "weights.npz", "curves.png", "confusion_matrix.png",
               "misclassified.png"):
         assert (out / f).stat().st_size > 0
