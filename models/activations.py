@@ -3,7 +3,8 @@
 Each activation has ``forward(Z) -> A`` and ``backward(dA, A, Z) -> dZ``; the backward pass
 uses the cached output ``A`` where the derivative can be written with it (sigmoid, tanh,
 softmax, ReLU), as scikit-learn's ``inplace_*_derivative`` helpers do, so ``Z`` need not be
-recomputed.
+recomputed. For speed, ``forward`` may overwrite ``Z`` and ``backward`` may overwrite ``dA``
+(the network owns both and never reads them again).
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ class ReLU(Activation):
     name, init = "relu", "he"
 
     def forward(self, Z):
-        return np.maximum(Z, 0, out=np.empty_like(Z))
+        return np.maximum(Z, 0, out=Z)
 
     def backward(self, dA, A, Z=None):
         # the unit is off exactly where the cached output is 0
-        dZ = dA.copy()
-        dZ[A <= 0] = 0
-        return dZ
+        np.copyto(dA, 0, where=A <= 0)
+        return dA
 
 
 class LeakyReLU(Activation):

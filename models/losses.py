@@ -22,6 +22,9 @@ class MSE:
     def backward(self, out: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (2.0 / out.shape[0]) * (out - y.reshape(out.shape))
 
+    def forward_backward(self, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.forward(out, y), self.backward(out, y)
+
 
 class SoftmaxCrossEntropy:
     """Cross-entropy of softmax(Z) against integer labels y, from the logits Z."""
@@ -43,6 +46,16 @@ class SoftmaxCrossEntropy:
         P[np.arange(Z.shape[0]), y] -= 1.0
         P /= Z.shape[0]
         return P
+
+    def forward_backward(self, Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and gradient from one log-softmax (the training step needs both)."""
+        logp = self.log_softmax(Z)
+        rows = np.arange(Z.shape[0])
+        loss = float(-logp[rows, y].mean())
+        P = np.exp(logp)
+        P[rows, y] -= 1.0
+        P /= Z.shape[0]
+        return loss, P
 
 
 LOSSES = {"mse": MSE, "cross_entropy": SoftmaxCrossEntropy}

@@ -96,8 +96,9 @@ class MLP:
     def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
         """One training-mode forward and backward pass over a batch."""
         out = self.forward(X, training=True)
-        loss = self.loss_fn.forward(out, y) + self._penalty(self.params)
-        dA = self.loss_fn.backward(out, y).astype(self.dtype, copy=False)
+        loss, dA = self.loss_fn.forward_backward(out, y)
+        loss += self._penalty(self.params)
+        dA = dA.astype(self.dtype, copy=False)
         grads: Params = {}
         for i in range(len(self.layers) - 1, -1, -1):
             if i < len(self.dropouts):
