@@ -230,3 +230,25 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     check_dataset(df, 60)
     kept = set(df["question"])
     assert all(b["question"] in kept for b in before)  # nothing accepted was lost
+
+
+def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path):
+    out = tmp_path / "gen.csv"
+    journal = out.with_suffix(".jsonl")
+    with FakeOllama(latency=0.05) as fake:
+        cmd = [sys.executable, "-m", "pipeline.cli", "generate", "--model", "fake-model",
+               "--n", "200", "--concurrency", "2", "--host", fake.host, "--out", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 5:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "interrupted" in err and "rerun the same command" in err
+    kept = len(journal.read_text().splitlines())
+    assert len(rows(out)) == 2 * kept  # the CSV holds every journaled question
