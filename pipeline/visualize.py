@@ -343,7 +343,10 @@ stochastic methods; the next two figures put the optimizers on the same footing.
 
 Updates count parameter changes (log scale). Wall time is the time spent in training steps on
 this machine, evaluation excluded; it depends on the machine and on the cost of one update
-(a line-search step costs several loss evaluations).
+(a line-search step costs several loss evaluations). All seeds of GD, SGD, Adam, momentum and
+RMSprop are trained together in one vectorised pass, and each seed is charged an equal share
+of that pass; line search runs one seed at a time. Both are honest costs per seed on this
+machine, but a single run alone would pay more per update than its share.
 
 ## Weight trajectories: t-SNE
 
