@@ -373,7 +373,7 @@ def mnist_options(f):
                      help="Passes over the training set."),
         click.option("--seed", default=0, show_default=True, type=int,
                      help="Seeds weights, dropout, shuffling and the validation split."),
-        click.option("--l2", default=0.0, show_default=True, type=float,
+        click.option("--l2", default=config.MNIST_L2, show_default=True, type=float,
                      help="L2 penalty on the weight matrices."),
         click.option("--dropout", default=0.0, show_default=True, type=float,
                      help="Dropout rate after each hidden layer."),

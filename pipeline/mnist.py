@@ -45,7 +45,7 @@ class MnistConfig:
     batch_size: int = config.MNIST_BATCH
     epochs: int = config.MNIST_EPOCHS
     seed: int = 0  # weights, dropout masks, shuffling and the validation split
-    l2: float = 0.0  # L2 penalty on weight matrices
+    l2: float = config.MNIST_L2  # L2 penalty on weight matrices
     dropout: float = 0.0  # after each hidden activation
     grad_clip: float | None = None  # global-norm clip
     schedule: str = "cosine"  # constant | step | exponential | cosine | plateau
