@@ -377,6 +377,8 @@ def mnist_options(f):
                      help="L2 penalty on the weight matrices."),
         click.option("--dropout", default=0.0, show_default=True, type=float,
                      help="Dropout rate after each hidden layer."),
+        click.option("--input-dropout", default=0.0, show_default=True, type=float,
+                     help="Dropout rate on the input pixels."),
         click.option("--grad-clip", default=None, type=float,
                      help="Clip the global gradient norm to this value."),
         click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="cosine",
@@ -395,13 +397,13 @@ def mnist_options(f):
 
 
 def _mnist_config(layers, activation, optimizer, lr, batch_size, epochs, seed, l2, dropout,
-                  grad_clip, schedule, standardize, patience, val_size):
+                  input_dropout, grad_clip, schedule, standardize, patience, val_size):
     from pipeline.mnist import MnistConfig
 
     return MnistConfig(layers=layers, activation=activation, optimizer=optimizer, lr=lr,
                        batch_size=batch_size, epochs=epochs, seed=seed, l2=l2, dropout=dropout,
                        grad_clip=grad_clip, schedule=schedule, patience=patience,
-                       val_size=val_size, standardize=standardize)
+                       val_size=val_size, standardize=standardize, input_dropout=input_dropout)
 
 
 @main.group("mnist")
@@ -417,8 +419,8 @@ def mnist_group():
               show_default=True, help="Where metrics, history, weights and figures go.")
 @click.pass_context
 def mnist_train_cmd(ctx, layers, data_dir, download, activation, optimizer, lr, batch_size,
-                    epochs, seed, l2, dropout, grad_clip, schedule, standardize, patience,
-                    val_size, out):
+                    epochs, seed, l2, dropout, input_dropout, grad_clip, schedule, standardize,
+                    patience, val_size, out):
     """Train an MLP on MNIST and evaluate it once on the test set.
 
     \b
@@ -429,8 +431,8 @@ def mnist_train_cmd(ctx, layers, data_dir, download, activation, optimizer, lr, 
     from pipeline.mnist import train_command
 
     cfg = _mnist_config(_int_list(layers, "--layers"), activation, optimizer, lr, batch_size,
-                        epochs, seed, l2, dropout, grad_clip, schedule, standardize, patience,
-                        val_size)
+                        epochs, seed, l2, dropout, input_dropout, grad_clip, schedule,
+                        standardize, patience, val_size)
     m = train_command(cfg, data_dir, out, download, show_progress=not ctx.obj["quiet"])
     click.echo(f"test accuracy {m['test_acc']:.4f} (best validation {m['best_val_acc']:.4f}); "
                f"{out / 'metrics.json'}")
@@ -466,8 +468,8 @@ def mnist_evaluate_cmd(weights, data_dir):
               show_default=True, help="Where sweep.csv and sweep_heatmap.png go.")
 @click.pass_context
 def mnist_sweep_cmd(ctx, lrs, depths, batch_sizes, width, subset, jobs, data_dir, download,
-                    activation, optimizer, lr, batch_size, epochs, seed, l2, dropout, grad_clip,
-                    schedule, standardize, patience, val_size, out):
+                    activation, optimizer, lr, batch_size, epochs, seed, l2, dropout,
+                    input_dropout, grad_clip, schedule, standardize, patience, val_size, out):
     """Validation accuracy over learning rate x depth (x batch size), as a heatmap.
 
     \b
@@ -479,7 +481,8 @@ def mnist_sweep_cmd(ctx, lrs, depths, batch_sizes, width, subset, jobs, data_dir
     if download:
         resolve_data(data_dir, True, not ctx.obj["quiet"])
     base = _mnist_config((width,), activation, optimizer, lr, batch_size, epochs, seed, l2,
-                         dropout, grad_clip, schedule, standardize, patience, val_size)
+                         dropout, input_dropout, grad_clip, schedule, standardize, patience,
+                         val_size)
     rows = sweep_command(base, _float_list(lrs, "--lrs"), list(_int_list(depths, "--depths")),
                          list(_int_list(batch_sizes, "--batch-sizes")), width, data_dir, out,
                          jobs, subset, show_progress=not ctx.obj["quiet"])

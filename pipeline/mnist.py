@@ -47,6 +47,7 @@ class MnistConfig:
     seed: int = 0  # weights, dropout masks, shuffling and the validation split
     l2: float = config.MNIST_L2  # L2 penalty on weight matrices
     dropout: float = 0.0  # after each hidden activation
+    input_dropout: float = 0.0  # on the pixels
     grad_clip: float | None = None  # global-norm clip
     schedule: str = "cosine"  # constant | step | exponential | cosine | plateau
     patience: int | None = None  # early stopping on validation loss
@@ -62,8 +63,8 @@ class MnistConfig:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError("--epochs and --batch-size must be >= 1")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"--dropout must lie in [0, 1), got {self.dropout}")
+        if not (0 <= self.dropout < 1 and 0 <= self.input_dropout < 1):
+            raise UserError("--dropout and --input-dropout must lie in [0, 1)")
         if not 0 < self.val_size < 60000:
             raise UserError(f"--val-size must lie in (0, 60000), got {self.val_size}")
 
@@ -83,7 +84,8 @@ def split_validation(X, y, val_size: int, seed: int):
 
 def build(cfg: MnistConfig) -> MLP:
     return MLP([784, *cfg.layers, 10], activation=cfg.activation, loss="cross_entropy",
-               l2=cfg.l2, dropout=cfg.dropout, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
+               l2=cfg.l2, dropout=cfg.dropout, dtype=np.dtype(cfg.dtype), seed=cfg.seed,
+               input_dropout=cfg.input_dropout)
 
 
 def pixel_stats(X: np.ndarray, enabled: bool) -> tuple[float, float]:

@@ -176,3 +176,12 @@ def test_every_optimizer_trains_the_mlp(name):
     res = train(net, make_optimizer(name, lr=lr), X, y,
                 TrainConfig(epochs=15, batch_size=bs, max_trajectory_points=0))
     assert res.history["train_loss"][-1] < 0.5 * res.history["train_loss"][0]
+
+
+def test_input_dropout_only_in_training():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((32, 10)).astype(np.float32)
+    net = MLP([10, 20, 3], input_dropout=0.3, seed=0)
+    plain = MLP([10, 20, 3], seed=0)
+    np.testing.assert_array_equal(net.forward(X), plain.forward(X))
+    assert not np.allclose(net.forward(X, training=True), plain.forward(X))
