@@ -19,10 +19,14 @@ from models.line_search import ArmijoLineSearch
 
 Params = dict[str, np.ndarray]
 LossFn = Callable[[Params], float]
+State = dict[str, np.ndarray]
 
 
 class Optimizer:
     """Base class: holds the learning rate and per-parameter state.
+
+    Subclasses list their state arrays in :meth:`slots` and implement
+    ``_update(p, g, st, first)``; ``first`` is True on a parameter's first step.
 
     Parameters
     ----------
@@ -36,21 +40,25 @@ class Optimizer:
         if not (lr > 0 and np.isfinite(lr)):
             raise ValueError(f"learning rate must be a positive number, got {lr}")
         self.lr = float(lr)
-        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.state: dict[str, State] = {}
         self.t = 0  # number of steps taken
 
-    def _state(self, name: str, key: str, like: np.ndarray) -> np.ndarray:
-        slot = self.state.setdefault(name, {})
-        if key not in slot:
-            slot[key] = np.zeros_like(like)
-        return slot[key]
+    def slots(self) -> tuple[str, ...]:
+        """Names of the per-parameter state arrays (zeros of the parameter's shape)."""
+        return ()
 
     def step(self, params: Params, grads: Params, loss_fn: LossFn | None = None) -> None:
         self.t += 1
         for name, p in params.items():
-            self._update(name, p, grads[name])
+            first = name not in self.state
+            st = self.state.setdefault(name, {})
+            for key in self.slots():
+                if key not in st:
+                    st[key] = np.zeros_like(p)
+            self._update(p, grads[name], st, first)
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State,
+                first: bool) -> None:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -65,7 +73,7 @@ class GD(Optimizer):
         super().__init__(lr)
         self.weight_decay = weight_decay
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * p
         p -= self.lr * g
@@ -96,18 +104,19 @@ class SGD(Optimizer):
         self.momentum, self.dampening = momentum, dampening
         self.nesterov, self.weight_decay = nesterov, weight_decay
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+    def slots(self) -> tuple[str, ...]:
+        return ("b",) if self.momentum else ()
+
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
-            slot = self.state.setdefault(name, {})
-            if "b" not in slot:
-                slot["b"] = np.array(g, copy=True)  # torch: b = g on the first step
+            b = st["b"]
+            if first:
+                b[...] = g  # torch: b = g on the first step
             else:
-                b = slot["b"]
                 b *= self.momentum
                 b += (1.0 - self.dampening) * g
-            b = slot["b"]
             g = g + self.momentum * b if self.nesterov else b
         p -= self.lr * g
 
@@ -141,35 +150,36 @@ class Adam(Optimizer):
         self.betas, self.eps = (float(b1), float(b2)), eps
         self.weight_decay, self.amsgrad = weight_decay, amsgrad
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+    def slots(self) -> tuple[str, ...]:
+        return ("m", "v", "tmp", "v_max") if self.amsgrad else ("m", "v", "tmp")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool) -> None:
         b1, b2 = self.betas
         if self.weight_decay:
             if self.decoupled:
                 p *= 1.0 - self.lr * self.weight_decay
             else:
                 g = g + self.weight_decay * p
-        m = self._state(name, "m", p)
-        v = self._state(name, "v", p)
-        tmp = self._state(name, "tmp", p)  # scratch buffer: no allocation per step
-        # 1. moments: m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) g^2
+        # State holds m' = m / (1 - b1) and v' = v / (1 - b2), which saves two passes over
+        # the arrays per step; the constants are folded into the scalars below.
+        m, v, tmp = st["m"], st["v"], st["tmp"]  # tmp: scratch, no allocation per step
+        # 1. moments: m' = b1 m' + g ; v' = b2 v' + g^2
         m *= b1
-        np.multiply(g, 1.0 - b1, out=tmp)
-        m += tmp
+        m += g
         v *= b2
         np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
         v += tmp
         if self.amsgrad:
-            v_max = self._state(name, "v_max", p)
-            np.maximum(v_max, v, out=v_max)
-            v = v_max
-        # 2. denominator sqrt(v) / sqrt(1 - b2^t) + eps, in tmp
+            np.maximum(st["v_max"], v, out=st["v_max"])
+            v = st["v_max"]
+        # 2. theta -= lr/(1 - b1^t) * m / (sqrt(v)/sqrt(1 - b2^t) + eps), rewritten with
+        #    m = (1 - b1) m', v = (1 - b2) v' and c = sqrt((1 - b2^t) / (1 - b2)):
+        #    theta -= [lr (1 - b1) c / (1 - b1^t)] * m' / (sqrt(v') + eps c)
+        c = np.sqrt((1.0 - b2**self.t) / (1.0 - b2))
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / np.sqrt(1.0 - b2**self.t)
-        tmp += self.eps
-        # 3. theta -= lr / (1 - b1^t) * m / denom
+        tmp += self.eps * c
         np.divide(m, tmp, out=tmp)
-        tmp *= self.lr / (1.0 - b1**self.t)
+        tmp *= self.lr * (1.0 - b1) * c / (1.0 - b1**self.t)
         p -= tmp
 
 
@@ -213,18 +223,25 @@ class RMSprop(Optimizer):
         self.alpha, self.eps, self.momentum = alpha, eps, momentum
         self.centered, self.weight_decay = centered, weight_decay
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+    def slots(self) -> tuple[str, ...]:
+        out = ("s", "tmp")
+        if self.centered:
+            out += ("g_avg",)
+        if self.momentum > 0:
+            out += ("b",)
+        return out
+
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool) -> None:
         a = self.alpha
         if self.weight_decay:
             g = g + self.weight_decay * p
-        s = self._state(name, "s", p)
-        tmp = self._state(name, "tmp", p)  # scratch buffer
+        s, tmp = st["s"], st["tmp"]  # tmp: scratch buffer
         s *= a
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - a
         s += tmp
         if self.centered:
-            g_avg = self._state(name, "g_avg", p)
+            g_avg = st["g_avg"]
             g_avg *= a
             g_avg += (1.0 - a) * g
             np.multiply(g_avg, g_avg, out=tmp)
@@ -235,7 +252,7 @@ class RMSprop(Optimizer):
         tmp += self.eps
         np.divide(g, tmp, out=tmp)  # g / denom
         if self.momentum > 0:
-            b = self._state(name, "b", p)
+            b = st["b"]
             b *= self.momentum
             b += tmp
             np.multiply(b, self.lr, out=tmp)
