@@ -314,7 +314,6 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
                 show_progress: bool = True) -> Path:
     """Run `qa embed`; returns the processed dir (reused untouched when up to date)."""
     src = resolve_input(input_csv)
-    df = read_pairs(src)
     if opts.features not in config.FEATURES:
         raise UserError(f"unknown --features {opts.features!r}; choose concat or interaction")
     dq, dp = default_prompts(opts.model)
@@ -327,10 +326,11 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
     name = f"{src.stem}-{_model_slug(opts.model)}-{opts.features}-{key}"
     out_dir = Path(out) if out else config.PROCESSED_DIR / name
 
-    if _up_to_date(out_dir, key):
+    if _up_to_date(out_dir, key):  # checked before reading the CSV: no pandas, no model
         log.info("up to date: %s", out_dir)
         write_latest(out_dir.parent, out_dir.name)
         return out_dir
+    df = read_pairs(src)
 
     t0 = time.perf_counter()
     questions, answers = df["question"].tolist(), df["answer"].tolist()
