@@ -8,7 +8,6 @@ original units.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from models.mlp import MLP, r2_score
 from models.optimizers import make_optimizer
 from models.training import DivergenceError, TrainConfig, train
-from pipeline.io import UserError, atomic_write_bytes, atomic_write_json, package_versions
+from pipeline.io import UserError, atomic_write_json, package_versions, save_png
 
 
 def _cubic(x):
@@ -117,12 +116,6 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
     return metrics
 
 
-def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _figures(out, cfg, task, history, predict, Xt, yt, metrics) -> None:
     import matplotlib
 
@@ -138,7 +131,7 @@ def _figures(out, cfg, task, history, predict, Xt, yt, metrics) -> None:
     ax.set_title(f"{cfg.task}: loss")
     ax.legend()
     ax.grid(alpha=0.3)
-    _save(fig, out / "loss.png")
+    save_png(fig, out / "loss.png")
     plt.close(fig)
 
     title = f"{cfg.task}: held-out R² = {metrics['r2_test']:.4f}"
@@ -173,5 +166,5 @@ def _figures(out, cfg, task, history, predict, Xt, yt, metrics) -> None:
         fig.colorbar(cs, ax=axes[2])
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, out / "prediction.png")
+    save_png(fig, out / "prediction.png")
     plt.close(fig)

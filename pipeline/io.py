@@ -81,6 +81,30 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def save_png(fig, path: Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    """A per-epoch history as CSV text: one column per key; counters as integers."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    keys = list(history)
+    w.writerow(keys)
+    for row in zip(*(history[k] for k in keys), strict=True):
+        w.writerow([int(v) if k in ("epoch", "updates") else repr(float(v))
+                    for k, v in zip(keys, row, strict=True)])
+    return buf.getvalue()
+
+
 def replace_dir(tmp_dir: Path, final: Path) -> None:
     """Move a fully written ``tmp_dir`` into place of ``final`` (old contents removed)."""
     if final.exists():

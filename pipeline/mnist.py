@@ -26,10 +26,11 @@ from pipeline import config
 from pipeline.io import (
     UserError,
     atomic_save_npz,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    history_csv,
     package_versions,
+    save_png,
 )
 from pipeline.mnist_data import download_mnist, load_mnist
 
@@ -159,16 +160,6 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
     return model, res, notes
 
 
-def _history_csv(h: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    keys = list(h)
-    w.writerow(keys)
-    for row in zip(*(h[k] for k in keys), strict=True):
-        w.writerow(row)
-    return buf.getvalue()
-
-
 def save_weights(path: Path, model: MLP, cfg: MnistConfig) -> None:
     atomic_save_npz(path, **model.params, sizes=np.array(model.sizes),
                     activation=np.array(cfg.activation), dtype=np.array(cfg.dtype),
@@ -190,12 +181,6 @@ def load_weights(path: Path) -> MLP:
     return model
 
 
-def _fig(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def figures(out: Path, history: dict, model: MLP, Xt, yt, Xt_raw) -> None:
     import matplotlib
 
@@ -203,22 +188,18 @@ def figures(out: Path, history: dict, model: MLP, Xt, yt, Xt_raw) -> None:
     import matplotlib.pyplot as plt
 
     ep = np.array(history["epoch"])[1:]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    a1.plot(ep, history["train_loss"][1:], label="train")
-    a1.plot(ep, history["val_loss"][1:], label="validation")
-    a1.set_xlabel("epoch")
-    a1.set_ylabel("cross-entropy loss")
-    a1.legend()
-    a1.grid(alpha=0.3)
-    a2.plot(ep, history["train_acc"][1:], label="train")
-    a2.plot(ep, history["val_acc"][1:], label="validation")
-    a2.set_xlabel("epoch")
-    a2.set_ylabel("accuracy")
-    a2.legend()
-    a2.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric, label in zip(axes, ("loss", "acc"), ("cross-entropy loss", "accuracy"),
+                                 strict=True):
+        ax.plot(ep, history[f"train_{metric}"][1:], label="train")
+        ax.plot(ep, history[f"val_{metric}"][1:], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+        ax.grid(alpha=0.3)
     fig.suptitle("MNIST training curves (train metrics on 10,000 training rows)")
     fig.tight_layout()
-    _fig(fig, out / "curves.png")
+    save_png(fig, out / "curves.png")
     plt.close(fig)
 
     pred = model.predict(Xt)
@@ -237,7 +218,7 @@ def figures(out: Path, history: dict, model: MLP, Xt, yt, Xt_raw) -> None:
     ax.set_ylabel("true")
     ax.set_title(f"Test confusion matrix (accuracy {np.mean(pred == yt):.4f})")
     fig.colorbar(im, ax=ax, label="count (log)")
-    _fig(fig, out / "confusion_matrix.png")
+    save_png(fig, out / "confusion_matrix.png")
     plt.close(fig)
 
     wrong = np.flatnonzero(pred != yt)[:36]
@@ -250,7 +231,7 @@ def figures(out: Path, history: dict, model: MLP, Xt, yt, Xt_raw) -> None:
     fig.suptitle(f"Misclassified test digits (true → predicted), first {len(wrong)} of "
                  f"{int(np.sum(pred != yt))}")
     fig.tight_layout()
-    _fig(fig, out / "misclassified.png")
+    save_png(fig, out / "misclassified.png")
     plt.close(fig)
 
 
@@ -276,7 +257,7 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
         "config": asdict(cfg), "warnings": notes, "versions": package_versions(),
         "blas_threads": os.environ.get("OMP_NUM_THREADS"),
     }
-    atomic_write_text(out / "history.csv", _history_csv(h))
+    atomic_write_text(out / "history.csv", history_csv(h))
     save_weights(out / "weights.npz", model, cfg)
     atomic_write_json(out / "metrics.json", metrics)
     figures(out, h, model, Xt, yt, Xt_raw)
@@ -370,5 +351,5 @@ def heatmap(rows, lrs, depths, batch_sizes, path: Path) -> None:
         ax.set_title(f"validation accuracy, batch {bs}")
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    _fig(fig, path)
+    save_png(fig, path)
     plt.close(fig)

@@ -15,8 +15,6 @@ rewritten atomically, so a crash never leaves half a result behind.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -37,6 +35,7 @@ from pipeline.io import (
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
+    history_csv,
     load_json,
     load_processed,
     make_temp_dir,
@@ -115,17 +114,6 @@ def optimizer_settings(name: str, study: StudyConfig) -> dict:
     }
 
 
-def _history_csv(history: dict[str, list[float]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    keys = list(history)
-    w.writerow(keys)
-    for row in zip(*(history[k] for k in keys), strict=True):
-        w.writerow([int(v) if k in ("epoch", "updates") else repr(float(v))
-                    for k, v in zip(keys, row, strict=True)])
-    return buf.getvalue()
-
-
 def _record(name: str, seed: int, settings: dict, res) -> dict:
     h = res.history
     return {
@@ -195,7 +183,7 @@ def _write_optimizer_dir(run_dir: Path, name: str, settings: dict, fingerprint: 
     for r in sorted(records, key=lambda r: r["seed"]):
         r = dict(r)
         if "_history" in r:
-            atomic_write_text(tmp / f"seed{r['seed']}_history.csv", _history_csv(r.pop("_history")))
+            atomic_write_text(tmp / f"seed{r['seed']}_history.csv", history_csv(r.pop("_history")))
             atomic_save_npz(tmp / f"seed{r['seed']}_trajectory.npz",
                             weights=r.pop("_trajectory"), updates=r.pop("_traj_updates"))
         clean.append(r)

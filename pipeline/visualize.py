@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io import UserError, atomic_write_bytes, atomic_write_text, load_json, load_processed
+from pipeline.io import UserError, atomic_write_text, load_json, load_processed, save_png
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,6 @@ def load_runs(run_dir: Path) -> tuple[dict, list[Run]]:
     if not runs:
         raise UserError(f"{run_dir} holds no finished runs; run `qa train` first")
     return summary, runs
-
-
-def _save(fig, path: Path) -> None:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _optimizers(runs: list[Run]) -> list[str]:
@@ -111,7 +103,7 @@ def tsne_figure(runs: list[Run], path: Path, budget: int = TSNE_POINT_BUDGET) ->
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.legend(loc="best", fontsize=8, ncol=2)
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -180,7 +172,7 @@ def landscape_figure(runs: list[Run], X: np.ndarray, y: np.ndarray, path: Path) 
     ax.set_title(f"Loss landscape on the PCA plane of the trajectories (seed {seed}; "
                  f"origin = final {best.optimizer} weights)", fontsize=10)
     ax.legend(loc="best", fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
     return {"seed": seed, "reference": best.optimizer, "explained_variance": ratio.tolist()}
 
@@ -235,7 +227,7 @@ def curves_figure(runs: list[Run], xkey: str, xlabel: str, path: Path,
                bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"Loss and accuracy against {xlabel} (line: mean over seeds, band: min-max)")
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
