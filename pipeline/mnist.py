@@ -334,16 +334,22 @@ def heatmap(rows, lrs, depths, batch_sizes, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4.8 * len(batch_sizes) + 1, 4),
                              squeeze=False)
-    for ax, bs in zip(axes[0], batch_sizes, strict=True):
+    grids = {}
+    for bs in batch_sizes:
         M = np.full((len(depths), len(lrs)), np.nan)
         for r in rows:
             if r["batch_size"] == bs:
                 M[depths.index(r["depth"]), lrs.index(r["lr"])] = r["val_acc"]
-        im = ax.imshow(M, cmap="viridis", vmin=np.nanmin(M), vmax=np.nanmax(M), aspect="auto")
+        grids[bs] = M
+    lo = min(np.nanmin(M) for M in grids.values())  # one colour scale for every panel
+    hi = max(np.nanmax(M) for M in grids.values())
+    for ax, bs in zip(axes[0], batch_sizes, strict=True):
+        M = grids[bs]
+        im = ax.imshow(M, cmap="viridis", vmin=lo, vmax=hi, aspect="auto")
         for i in range(len(depths)):
             for j in range(len(lrs)):
                 ax.text(j, i, f"{M[i, j]:.4f}", ha="center", va="center", fontsize=8,
-                        color="white" if M[i, j] < np.nanmean(M) else "black")
+                        color="white" if M[i, j] < (lo + hi) / 2 else "black")
         ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
         ax.set_yticks(range(len(depths)), [str(d) for d in depths])
         ax.set_xlabel("learning rate")
