@@ -233,7 +233,8 @@ def train(
         for k, v in best_params.items():
             model.params[k][...] = v
     trajectory, traj_updates = recorder.finish(updates, model.params)
-    optimizer.lr = base_lr if config.schedule is not None else optimizer.lr
+    if config.schedule is not None:  # leave the optimizer as it came
+        optimizer.lr = base_lr
     return TrainResult(history, trajectory, traj_updates, updates, wall,
                        best_epoch, stopped, notes)
 
