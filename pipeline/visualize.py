@@ -85,7 +85,8 @@ def tsne_figure(runs: list[Run], path: Path, budget: int = TSNE_POINT_BUDGET) ->
     n_comp = min(50, P.shape[0] - 1, P.shape[1])
     Z = PCA(n_components=n_comp, random_state=0).fit_transform(P)
     perplexity = float(min(30.0, max(5.0, (len(P) - 1) / 3.0)))
-    emb = TSNE(n_components=2, perplexity=min(perplexity, len(P) - 1.0), init="pca",
+    init = "pca" if Z.shape[1] >= 2 and len(P) > 2 else "random"  # tiny runs: no PCA init
+    emb = TSNE(n_components=2, perplexity=min(perplexity, len(P) - 1.0), init=init,
                random_state=0).fit_transform(Z)
     fig, ax = plt.subplots(figsize=(8, 6.5))
     seen = set()
@@ -115,6 +116,27 @@ def tanh_loss_many(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.mean(R * R, axis=0)  # (G,)
 
 
+def pca_plane(D: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """First two principal directions of the rows of D and their explained-variance ratios.
+
+    A path too short or too straight to span a plane (rank < 2) gets a seeded random unit
+    direction orthogonal to the first, with ratio 0, so the figure can still be drawn.
+    """
+    C = D - D.mean(axis=0)
+    _, S, Vt = np.linalg.svd(C, full_matrices=False)
+    var = S**2
+    total = var.sum()
+    dirs = [Vt[i] for i in range(min(2, len(S))) if var[i] > 1e-12 * max(total, 1e-300)]
+    rng = np.random.default_rng(0)
+    while len(dirs) < 2:
+        r = rng.standard_normal(D.shape[1])
+        for d in dirs:
+            r -= (r @ d) * d
+        dirs.append(r / np.linalg.norm(r))
+    ratio = np.array([var[i] / total if i < len(S) and total > 0 else 0.0 for i in range(2)])
+    return (dirs[0], dirs[1]), ratio
+
+
 def landscape(points: np.ndarray, ref: np.ndarray, X: np.ndarray, y: np.ndarray,
               grid: int = 41, margin: float = 0.25):
     """PCA plane of ``points - ref`` and the loss over a grid spanning the projected paths.
@@ -123,11 +145,8 @@ def landscape(points: np.ndarray, ref: np.ndarray, X: np.ndarray, y: np.ndarray,
     ``ref + alphas[i] d1 + betas[j] d2``; (0, 0) is always a grid point, so Z there equals
     the model's loss at ``ref``.
     """
-    from sklearn.decomposition import PCA
-
     D = points - ref  # (K, D)
-    pca = PCA(n_components=2, random_state=0).fit(D)
-    d1, d2 = pca.components_  # unit directions
+    (d1, d2), ratio = pca_plane(D)
     proj = D @ np.stack([d1, d2]).T  # (K, 2)
     axes = []
     for k in range(2):
@@ -141,7 +160,7 @@ def landscape(points: np.ndarray, ref: np.ndarray, X: np.ndarray, y: np.ndarray,
     A, B = np.meshgrid(alphas, betas)  # (nb, na)
     W = ref + A.reshape(-1, 1) * d1 + B.reshape(-1, 1) * d2  # (G, D)
     Z = tanh_loss_many(X, y, W).reshape(A.shape)
-    return alphas, betas, Z, proj, pca.explained_variance_ratio_, (d1, d2)
+    return alphas, betas, Z, proj, ratio, (d1, d2)
 
 
 def landscape_figure(runs: list[Run], X: np.ndarray, y: np.ndarray, path: Path) -> dict:

@@ -107,3 +107,22 @@ def test_run_regenerate_uses_the_generated_set(runner, tmp_path):
     assert gen.exists() and len(gen.read_text().splitlines()) == 21
     latest = (_Path("data/processed") / (_Path("data/processed/LATEST").read_text().strip()))
     assert _json.loads((latest / "meta.json").read_text())["input"].endswith("generated.csv")
+
+
+def test_visualize_a_tiny_run(processed, tmp_path, runner):
+    """One optimizer, one seed, one full-batch epoch: a 2-point path still gets every figure."""
+    out = tmp_path / "tiny"
+    assert runner.invoke(main, ["-q", "train", "--data", str(processed), "-o", "gd", "--seeds",
+                                "1", "--epochs", "1", "--jobs", "1", "--out", str(out)]).exit_code == 0
+    res = runner.invoke(main, ["-q", "visualize", str(out)])
+    assert res.exit_code == 0, res.output
+    assert all((out / f).exists() for f in FIGURES)
+
+
+def test_pca_plane_of_a_straight_path():
+    from pipeline.visualize import pca_plane
+
+    D = np.outer(np.linspace(0, 1, 5), np.arange(1.0, 7.0))  # rank 1
+    (d1, d2), ratio = pca_plane(D)
+    assert abs(d1 @ d2) < 1e-12 and np.linalg.norm(d2) == pytest.approx(1.0)
+    assert ratio[0] == pytest.approx(1.0) and ratio[1] == pytest.approx(0.0, abs=1e-12)
