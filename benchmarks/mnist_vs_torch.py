@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.mlp import MLP  # noqa: E402
 from models.optimizers import make_optimizer  # noqa: E402
+from pipeline.io import UserError  # noqa: E402
 from pipeline.mnist_data import load_mnist  # noqa: E402
 
 SIZES = [784, 512, 256, 128, 10]
@@ -108,7 +109,10 @@ def main() -> None:
 
     import torch
 
-    X, y, Xt, yt = load_mnist(args.data_dir)
+    try:
+        X, y, Xt, yt = load_mnist(args.data_dir)
+    except UserError as e:
+        sys.exit(f"error: {e}")
     ours = Ours(args.seed)
     ref = Torch({k: v.copy() for k, v in ours.model.params.items()}, args.seed)
     TX, Ty, TXt, Tyt = (torch.from_numpy(a) for a in (X, y, Xt, yt))
