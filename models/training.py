@@ -92,25 +92,29 @@ def clip_global_norm(grads: Params, max_norm: float, norm: float) -> None:
 
 class TrajectoryRecorder:
     """Keeps the weights at about ``max_points`` evenly spaced update counts in
-    ``[0, total_updates]``; the first and the last state are always kept."""
+    ``[0, total_updates]``; the first and the last state are always kept.
+
+    The loop asks ``update == recorder.next_mark`` (one integer compare per update, updates
+    counting up from 0) and calls :meth:`record` only then.
+    """
 
     def __init__(self, total_updates: int, max_points: int) -> None:
         self.enabled = max_points > 0
         marks = np.unique(np.round(np.linspace(0, total_updates, max(max_points, 2))))
-        self.marks = [int(m) for m in marks]
+        self.marks = [int(m) for m in marks] if self.enabled else []
         self.i = 0
         self.points: list[np.ndarray] = []
         self.updates: list[int] = []
 
-    def offer(self, update: int, params: Params) -> None:
-        if not self.enabled:
-            return
-        while self.i < len(self.marks) and self.marks[self.i] < update:
-            self.i += 1
-        if self.i < len(self.marks) and self.marks[self.i] == update:
-            self.points.append(flatten(params).astype(np.float32))
-            self.updates.append(update)
-            self.i += 1
+    @property
+    def next_mark(self) -> int:
+        """The next update count to record, or -1 when none is left."""
+        return self.marks[self.i] if self.i < len(self.marks) else -1
+
+    def record(self, update: int, params: Params) -> None:
+        self.points.append(flatten(params).astype(np.float32))
+        self.updates.append(update)
+        self.i += 1
 
     def finish(self, update: int, params: Params) -> tuple[np.ndarray, np.ndarray]:
         if not self.enabled:
@@ -164,7 +168,8 @@ def train(
         return rec
 
     log(0, 0.0, 0, float("nan"))
-    recorder.offer(0, model.params)
+    if recorder.next_mark == 0:
+        recorder.record(0, model.params)
     best_loss, best_epoch, best_params, bad = math.inf, None, None, 0
     first_gnorm = None
     updates, wall, stopped = 0, 0.0, False
@@ -201,7 +206,8 @@ def train(
             else:
                 optimizer.step(model.params, grads)
             updates += 1
-            recorder.offer(updates, model.params)
+            if updates == recorder.next_mark:
+                recorder.record(updates, model.params)
             if on_batch is not None:
                 on_batch(epoch, loss, grads)
         wall += time.perf_counter() - t0
@@ -265,7 +271,6 @@ def train_members(
     rngs = [np.random.default_rng(s) for s in seeds]
     recorders = [TrajectoryRecorder(config.epochs * per_epoch, config.max_trajectory_points)
                  for _ in seeds]
-    marks = recorders[0].marks if recorders[0].enabled else []
     histories: list[dict[str, list[float]]] = [{} for _ in seeds]
     W = model.params["w"]
 
@@ -280,15 +285,13 @@ def train_members(
             for s in range(S):
                 histories[s].setdefault(k, []).append(float(v[s]))
 
-    def offer(update: int) -> None:
-        for s, rec in enumerate(recorders):
-            rec.offer(update, {"w": W[s]})
+    def record(update: int) -> None:  # the members share their marks
+        if update == recorders[0].next_mark:
+            for s, rec in enumerate(recorders):
+                rec.record(update, {"w": W[s]})
 
     log(0, 0.0, 0, np.full(S, np.nan))
-    offer(0)
-    next_mark = 1
-    while next_mark < len(marks) and marks[next_mark] <= 0:
-        next_mark += 1
+    record(0)
     updates, wall = 0, 0.0
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
@@ -309,9 +312,7 @@ def train_members(
             gsum += np.sqrt(gsq)
             optimizer.step(model.params, grads)
             updates += 1
-            if next_mark < len(marks) and updates == marks[next_mark]:
-                offer(updates)
-                next_mark += 1
+            record(updates)
         wall += time.perf_counter() - t0
         log(epoch, wall, updates, gsum / per_epoch)
     results = []

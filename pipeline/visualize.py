@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.tanh_regression import TanhEnsemble
 from pipeline.io import UserError, atomic_write_text, load_json, load_processed, save_png
 
 log = logging.getLogger(__name__)
@@ -109,13 +110,6 @@ def tsne_figure(runs: list[Run], path: Path, budget: int = TSNE_POINT_BUDGET) ->
 
 
 # ------------------------------------------------------------------------- landscape
-def tanh_loss_many(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Loss of tanh(X w) for every row of W (G, D), in one matrix product."""
-    P = np.tanh(X @ W.T)  # (N, G)
-    R = y[:, None] - P
-    return np.mean(R * R, axis=0)  # (G,)
-
-
 def pca_plane(D: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """First two principal directions of the rows of D and their explained-variance ratios.
 
@@ -159,7 +153,7 @@ def landscape(points: np.ndarray, ref: np.ndarray, X: np.ndarray, y: np.ndarray,
     alphas, betas = axes
     A, B = np.meshgrid(alphas, betas)  # (nb, na)
     W = ref + A.reshape(-1, 1) * d1 + B.reshape(-1, 1) * d2  # (G, D)
-    Z = tanh_loss_many(X, y, W).reshape(A.shape)
+    Z = TanhEnsemble(W).evaluate(X, y)[0].reshape(A.shape)  # every grid point in one product
     return alphas, betas, Z, proj, ratio, (d1, d2)
 
 

@@ -189,7 +189,8 @@ def test_trajectory_recorder_bounded():
     p = {"w": np.zeros(3)}
     for u in range(10_001):
         p["w"][0] = u
-        rec.offer(u, p)
+        if u == rec.next_mark:
+            rec.record(u, p)
     pts, ups = rec.finish(10_000, p)
     assert len(pts) <= 50 and ups[0] == 0 and ups[-1] == 10_000
     np.testing.assert_array_equal(pts[:, 0], ups)
