@@ -206,25 +206,37 @@ def test_bad_n(tmp_path):
         generate(GenerateOptions(n=7, out=tmp_path / "x.csv"))
 
 
+def _generate_cmd(fake, out, n, *extra):
+    return [sys.executable, "-m", "pipeline.cli", *extra, "generate", "--model", "fake-model",
+            "--n", str(n), "--concurrency", "2", "--host", fake.host, "--out", str(out)]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def _start_and_wait(cmd, cwd, journal, lines, **popen):
+    """Start `qa generate` as a subprocess; return once its journal has ``lines`` items."""
+    proc = subprocess.Popen(cmd, env=ENV, cwd=cwd, **popen)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if journal.exists() and len(journal.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.02)
+    return proc
+
+
 def test_sigkill_mid_run_then_resume(tmp_path):
     out = tmp_path / "gen.csv"
     journal = out.with_suffix(".jsonl")
     with FakeOllama(latency=0.05) as fake:
-        cmd = [sys.executable, "-m", "pipeline.cli", "-q", "generate", "--model", "fake-model",
-               "--n", "60", "--concurrency", "2", "--host", fake.host, "--out", str(out)]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if journal.exists() and len(journal.read_text().splitlines()) >= 8:
-                break
-            time.sleep(0.02)
+        cmd = _generate_cmd(fake, out, 60, "-q")
+        proc = _start_and_wait(cmd, tmp_path, journal, 8, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         before = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
         assert 8 <= len(before) < 30, "the kill should land mid-run"
-        res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=60)
+        res = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, timeout=60)
         assert res.returncode == 0, res.stderr.decode()
     df = rows(out)
     check_dataset(df, 60)
@@ -236,16 +248,8 @@ def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path):
     out = tmp_path / "gen.csv"
     journal = out.with_suffix(".jsonl")
     with FakeOllama(latency=0.05) as fake:
-        cmd = [sys.executable, "-m", "pipeline.cli", "generate", "--model", "fake-model",
-               "--n", "200", "--concurrency", "2", "--host", fake.host, "--out", str(out)]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if journal.exists() and len(journal.read_text().splitlines()) >= 5:
-                break
-            time.sleep(0.02)
+        proc = _start_and_wait(_generate_cmd(fake, out, 200), tmp_path, journal, 5,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
