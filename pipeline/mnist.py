@@ -112,7 +112,6 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
     stats = pixel_stats(Xtr, cfg.standardize)  # from the training rows only
     Xtr, _, Xv, _ = standardise((Xtr, ytr, Xv, yv), stats)
     model = build(cfg)
-    model.input_stats = stats
     try:
         opt = make_optimizer(cfg.optimizer, lr=cfg.lr, **cfg.extra)
     except (ValueError, TypeError) as e:
@@ -157,16 +156,17 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
         raise UserError(str(e)) from e
     finally:
         bar.close()
-    return model, res, notes
+    return model, res, notes, stats
 
 
-def save_weights(path: Path, model: MLP, cfg: MnistConfig) -> None:
+def save_weights(path: Path, model: MLP, cfg: MnistConfig, stats: tuple[float, float]) -> None:
     atomic_save_npz(path, **model.params, sizes=np.array(model.sizes),
                     activation=np.array(cfg.activation), dtype=np.array(cfg.dtype),
-                    input_stats=np.array(model.input_stats))
+                    input_stats=np.array(stats))
 
 
-def load_weights(path: Path) -> MLP:
+def load_weights(path: Path) -> tuple[MLP, tuple[float, float]]:
+    """The model and the (mean, std) its inputs were standardised with."""
     if not Path(path).exists():
         raise UserError(f"weights {path} do not exist; train with `qa mnist train` first")
     try:
@@ -175,10 +175,10 @@ def load_weights(path: Path) -> MLP:
             model = MLP(sizes, activation=str(z["activation"]), dtype=np.dtype(str(z["dtype"])))
             for k in model.params:
                 model.params[k][...] = z[k]
-            model.input_stats = tuple(float(v) for v in z["input_stats"])
+            stats = (float(z["input_stats"][0]), float(z["input_stats"][1]))
     except (KeyError, ValueError, OSError) as e:
         raise UserError(f"{path} is not a weights file written by `qa mnist train` ({e})") from e
-    return model
+    return model, stats
 
 
 def figures(out: Path, history: dict, model: MLP, Xt, yt, Xt_raw) -> None:
@@ -242,9 +242,9 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
     data = resolve_data(data_dir, download, show_progress)
     out = Path(out)
     t0 = time.perf_counter()
-    model, res, notes = fit(cfg, data, show_progress)
+    model, res, notes, stats = fit(cfg, data, show_progress)
     _, _, Xt_raw, yt = data
-    Xt = standardise((Xt_raw[:0], yt[:0], Xt_raw, yt), model.input_stats)[2]
+    Xt = standardise((Xt_raw[:0], yt[:0], Xt_raw, yt), stats)[2]
     test_loss, test_acc = model.evaluate(Xt, yt)
     h = res.history
     epoch_times = np.diff(h["wall_time_s"]).tolist()
@@ -258,16 +258,16 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
         "blas_threads": os.environ.get("OMP_NUM_THREADS"),
     }
     atomic_write_text(out / "history.csv", history_csv(h))
-    save_weights(out / "weights.npz", model, cfg)
+    save_weights(out / "weights.npz", model, cfg, stats)
     atomic_write_json(out / "metrics.json", metrics)
     figures(out, h, model, Xt, yt, Xt_raw)
     return metrics
 
 
 def evaluate_command(weights: Path, data_dir: Path | None) -> dict:
-    model = load_weights(weights)
+    model, stats = load_weights(weights)
     data = resolve_data(data_dir, False)
-    _, _, Xt, yt = standardise(data, model.input_stats)
+    _, _, Xt, yt = standardise(data, stats)
     loss, acc = model.evaluate(Xt, yt)
     return {"test_acc": acc, "test_loss": loss}
 
@@ -283,7 +283,7 @@ def _sweep_one(args):
 
     cfg, data = args
     with threadpool_limits(1):  # the sweep's processes share the cores
-        model, res, _ = fit(cfg, data, show_progress=False, quiet_health=True)
+        _, res, _, _ = fit(cfg, data, show_progress=False, quiet_health=True)
     h = res.history
     return {"lr": cfg.lr, "depth": len(cfg.layers), "layers": "-".join(map(str, cfg.layers)),
             "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
