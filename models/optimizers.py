@@ -11,6 +11,7 @@ update as the PyTorch class of that name (tests/test_optimizers.py checks it ove
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -175,7 +176,9 @@ class Adam(Optimizer):
         # 2. theta -= lr/(1 - b1^t) * m / (sqrt(v)/sqrt(1 - b2^t) + eps), rewritten with
         #    m = (1 - b1) m', v = (1 - b2) v' and c = sqrt((1 - b2^t) / (1 - b2)):
         #    theta -= [lr (1 - b1) c / (1 - b1^t)] * m' / (sqrt(v') + eps c)
-        c = np.sqrt((1.0 - b2**self.t) / (1.0 - b2))
+        # math, not np: a NumPy float64 scalar would turn every float32 pass below into a
+        # float64 computation cast back (6x slower on MNIST); a Python float stays weak.
+        c = math.sqrt((1.0 - b2**self.t) / (1.0 - b2))
         np.sqrt(v, out=tmp)
         tmp += self.eps * c
         np.divide(m, tmp, out=tmp)
