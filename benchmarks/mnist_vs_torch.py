@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.mlp import MLP  # noqa: E402
 from models.optimizers import make_optimizer  # noqa: E402
+from models.training import shuffle_into  # noqa: E402
 from pipeline.io import UserError  # noqa: E402
 from pipeline.mnist_data import load_mnist  # noqa: E402
 
@@ -55,10 +56,12 @@ class Ours:
         self.model = MLP(SIZES, activation="relu", seed=seed)
         self.opt = make_optimizer("adam", lr=1e-3)
         self.rng = np.random.default_rng(seed)
+        self.buffers = None
 
     def epoch(self, X, y, bs=128):
-        perm = self.rng.permutation(len(X))
-        Xs, ys = X[perm], y[perm]
+        if self.buffers is None:
+            self.buffers = np.empty_like(X), np.empty_like(y)
+        Xs, ys = shuffle_into(self.rng, X, y, *self.buffers)  # as models.training.train does
         for i in range(0, len(X), bs):
             _, grads = self.model.loss_and_grads(Xs[i:i + bs], ys[i:i + bs])
             self.opt.step(self.model.params, grads)

@@ -90,6 +90,20 @@ def clip_global_norm(grads: Params, max_norm: float, norm: float) -> None:
             g *= scale
 
 
+def shuffle_into(rng: np.random.Generator, X: np.ndarray, y: np.ndarray,
+                 X_out: np.ndarray, y_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Write the rows of ``X`` and ``y`` in one random order into the preallocated outputs.
+
+    Same order as ``X[rng.permutation(n)]``, without allocating (and page-faulting) a fresh
+    copy of the data every epoch; ``mode="clip"`` skips the bounds-checked buffer that
+    ``np.take(..., out=)`` otherwise goes through (the permutation is always in range).
+    """
+    perm = rng.permutation(X.shape[0])
+    np.take(X, perm, axis=0, out=X_out, mode="clip")
+    np.take(y, perm, axis=0, out=y_out, mode="clip")
+    return X_out, y_out
+
+
 class TrajectoryRecorder:
     """Keeps the weights at about ``max_points`` evenly spaced update counts in
     ``[0, total_updates]``; the first and the last state are always kept.
@@ -173,6 +187,7 @@ def train(
     best_loss, best_epoch, best_params, bad = math.inf, None, None, 0
     first_gnorm = None
     updates, wall, stopped = 0, 0.0, False
+    shuffled = None  # buffers for the shuffled copy, reused every epoch
     loss_fn_needed = optimizer.needs_loss_fn
 
     for epoch in range(1, config.epochs + 1):
@@ -181,8 +196,9 @@ def train(
             optimizer.lr = config.schedule.lr(epoch - 1, prev if epoch > 1 else None)
         t0 = time.perf_counter()
         if bs < n:  # one shuffled contiguous copy per epoch, then cheap slices
-            perm = rng.permutation(n)
-            Xs, ys = X[perm], y[perm]
+            if shuffled is None:
+                shuffled = np.empty_like(X), np.empty_like(y)
+            Xs, ys = shuffle_into(rng, X, y, *shuffled)
         else:
             Xs, ys = X, y
         gsum = 0.0
