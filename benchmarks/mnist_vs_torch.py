@@ -59,7 +59,7 @@ class Ours:
         self.buffers = None
 
     def epoch(self, X, y, bs=128):
-        if self.buffers is None:
+        if self.buffers is None or self.buffers[0].shape != X.shape:
             self.buffers = np.empty_like(X), np.empty_like(y)
         Xs, ys = shuffle_into(self.rng, X, y, *self.buffers)  # as models.training.train does
         for i in range(0, len(X), bs):
