@@ -154,6 +154,7 @@ class Journal:
         self.path = path
         self.items: list[dict] = []
         self.lock = threading.Lock()
+        self.frozen = False
         if path.exists():
             with open(path, encoding="utf-8") as f:
                 for line in f:
@@ -166,13 +167,23 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for appends
 
-    def append(self, rec: dict) -> None:
+    def append(self, rec: dict) -> bool:
+        """Journal one item; False (and nothing written) once :meth:`freeze` was called."""
         line = json.dumps(rec, ensure_ascii=False) + "\n"
         with self.lock:
+            if self.frozen:
+                return False
             self._f.write(line)
             self._f.flush()
             os.fsync(self._f.fileno())
             self.items.append(rec)
+            return True
+
+    def freeze(self) -> None:
+        """Refuse every later append (after Ctrl-C): requests still in flight cannot add an
+        item behind the CSV written now, so the CSV and the journal agree."""
+        with self.lock:
+            self.frozen = True
 
     def close(self) -> None:
         self._f.close()
@@ -391,7 +402,8 @@ class Generator:
                 self.seen.add(key)
             item.update(slot=slot, topic=item["topic"] or topic, model=self.opts.model,
                         attempts=attempt + 1)
-            self.journal.append(item)
+            if not self.journal.append(item):
+                return "stopped"  # Ctrl-C came while this request was in flight
             with self.lock:
                 self.stats.accepted += 1
             return "accepted"
@@ -464,6 +476,7 @@ def generate(opts: GenerateOptions) -> Path:
         except KeyboardInterrupt:
             interrupted = True
             gen.stop.set()
+            journal.freeze()
             pool.shutdown(wait=False, cancel_futures=True)
             bar.close()
             n_rows = write_csv(journal.items, out, opts.n)
@@ -477,7 +490,7 @@ def generate(opts: GenerateOptions) -> Path:
             raise UserError(str(e)) from e
         finally:
             bar.close()
-            # after Ctrl-C, in-flight requests end on their own; accepted ones are journaled
+            # after Ctrl-C, in-flight requests end on their own and the frozen journal drops them
             pool.shutdown(wait=not interrupted, cancel_futures=True)
         rows = write_csv(journal.items, out, opts.n)
         summary = gen.stats.line(time.perf_counter() - t0, min(len(journal.items), want), want)

@@ -16,7 +16,10 @@ import pytest
 from pipeline.cli import main
 from pipeline.generate import (
     GenerateOptions,
+    Generator,
+    Journal,
     generate,
+    make_client,
     normalise_question,
     parse_item,
     strip_reasoning,
@@ -256,3 +259,19 @@ def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path):
     assert "Traceback" not in err and "interrupted" in err and "rerun the same command" in err
     kept = len(journal.read_text().splitlines())
     assert len(rows(out)) == 2 * kept  # the CSV holds every journaled question
+
+
+def test_answer_arriving_after_ctrl_c_is_dropped(tmp_path):
+    """After Ctrl-C the journal is frozen: a request still in flight cannot add an item
+    behind the CSV already written (the race behind a once-flaky Ctrl-C test)."""
+    journal = Journal(tmp_path / "gen.jsonl")
+    with FakeOllama() as fake:
+        o = opts(fake, tmp_path)
+        gen = Generator(o, make_client(o), journal)
+        assert gen.run_slot(0) == "accepted"
+        journal.freeze()  # what generate() does on KeyboardInterrupt
+        assert gen.run_slot(1) == "stopped"
+    journal.close()
+    assert [it["slot"] for it in journal.items] == [0]
+    assert [it["slot"] for it in Journal(tmp_path / "gen.jsonl").items] == [0]
+
