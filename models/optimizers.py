@@ -51,11 +51,10 @@ class Optimizer:
     def step(self, params: Params, grads: Params, loss_fn: LossFn | None = None) -> None:
         self.t += 1
         for name, p in params.items():
-            first = name not in self.state
-            st = self.state.setdefault(name, {})
-            for key in self.slots():
-                if key not in st:
-                    st[key] = np.zeros_like(p)
+            st = self.state.get(name)
+            first = st is None
+            if first:
+                st = self.state[name] = {key: np.zeros_like(p) for key in self.slots()}
             self._update(p, grads[name], st, first)
 
     def _update(self, p: np.ndarray, g: np.ndarray, st: State,

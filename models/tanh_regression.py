@@ -89,7 +89,7 @@ class TanhEnsemble:
         W = (params or self.params)["w"]  # (S, D)
         if X.ndim == 2:
             return np.tanh(W @ X.T)  # (S, N)
-        return np.tanh((X @ W[:, :, None])[..., 0])  # (S, N, D) @ (S, D, 1) -> (S, N)
+        return np.tanh(np.vecdot(X, W[:, None, :]))  # (S, N, D) . (S, 1, D) -> (S, N)
 
     def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, Params]:
         p = self.forward(X)  # (S, N)
@@ -103,7 +103,7 @@ class TanhEnsemble:
         else:
             grad = (delta[:, None, :] @ X)[:, 0, :]  # (S, 1, N) @ (S, N, D) -> (S, D)
         grad *= -2.0 / n
-        return np.einsum("sn,sn->s", r, r) / n, {"w": grad}
+        return np.vecdot(r, r) / n, {"w": grad}
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = self.forward(X)

@@ -313,17 +313,19 @@ def train_members(
         t0 = time.perf_counter()
         if bs < n:  # member s sees its own shuffle, drawn as train() would draw it
             perms = np.stack([r.permutation(n) for r in rngs])  # (S, N)
-            Xs, ys = X[perms], y[perms]  # (S, N, D), (S, N)
-        else:
-            Xs, ys = X, y
         gsum = np.zeros(S)
         for start in range(0, n, bs):
-            Xb, yb = Xs[..., start:start + bs, :], ys[..., start:start + bs]
+            if bs < n:  # gather the S batches: cheaper than a shuffled (S, N, D) copy per epoch
+                rows = perms[:, start:start + bs]
+                Xb, yb = X[rows], y[rows]  # (S, B, D), (S, B)
+            else:
+                Xb, yb = X, y
             loss, grads = model.loss_and_grads(Xb, yb)
             g = grads["w"]
-            gsq = np.einsum("sd,sd->s", g, g)
-            if not (np.isfinite(loss).all() and np.isfinite(gsq).all()):
-                bad = int(np.flatnonzero(~(np.isfinite(loss) & np.isfinite(gsq)))[0])
+            gsq = np.vecdot(g, g)
+            finite = np.isfinite(loss + gsq)  # both are >= 0: the sum is finite iff both are
+            if not finite.all():
+                bad = int(np.flatnonzero(~finite)[0])
                 raise DivergenceError(epoch, updates + 1, f"member {bad}'s loss or gradient")
             gsum += np.sqrt(gsq)
             optimizer.step(model.params, grads)
