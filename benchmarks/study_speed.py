@@ -39,7 +39,8 @@ def main() -> None:
         for i in range(1, args.runs + 1):
             t = time.perf_counter()
             subprocess.run([*QA, "-q", "train", "--data", str(data), "--optimizer", "all",
-                            "--out", str(Path(tmp) / f"run{i}")], check=True, cwd=ROOT)
+                            "--out", str(Path(tmp) / f"run{i}")], check=True, cwd=ROOT,
+                           stdout=subprocess.DEVNULL)
             times.append(time.perf_counter() - t)
             print(f"run {i}: {times[-1]:.1f} s")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB -> MiB

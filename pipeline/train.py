@@ -256,12 +256,19 @@ def run_study(
         from tqdm import tqdm
 
         data = (ds.X_train, ds.y_train, ds.X_test, ds.y_test)
-        tasks = []  # line search needs one loss per run; the others train all seeds at once
+        tasks, costs = [], []  # line search needs one loss per run; the others train all seeds at once
         for n, st in todo:
-            if make_optimizer(n, lr=st["lr"]).needs_loss_fn:
-                tasks += [(_run_one, (n, s, st, *data)) for s in range(study.seeds)]
+            opt = make_optimizer(n, lr=st["lr"])
+            if opt.needs_loss_fn:
+                new = [(_run_one, (n, s, st, *data)) for s in range(study.seeds)]
             else:
-                tasks.append((_run_seeds, (n, tuple(range(study.seeds)), st, *data)))
+                new = [(_run_seeds, (n, tuple(range(study.seeds)), st, *data))]
+            tasks += new
+            # rough cost: updates per epoch x (1 + state arrays); longest first, so that the
+            # workers finish together instead of one starting Adam when the other is done
+            bs = st["batch_size"] or len(ds.y_train)
+            costs += [math.ceil(len(ds.y_train) / bs) * (1 + len(opt.slots()))] * len(new)
+        tasks = [t for _, t in sorted(zip(costs, tasks, strict=True), key=lambda ct: -ct[0])]
         results: dict[str, list[dict]] = {n: [] for n, _ in todo}
         remaining = {n: study.seeds for n, _ in todo}
         bar = tqdm(total=len(todo) * study.seeds, desc="train", unit="run",
