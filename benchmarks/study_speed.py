@@ -6,7 +6,8 @@ Without ``--data`` it builds a learnable 160 + 40 row set of 2049 features (the 
 turkish-e5-large embeddings give: 2 x 1024 + 1) in a temp dir, then times
 ``qa train --optimizer all`` (6 optimizers x 5 seeds x 300 epochs, batch size 1 for the
 stochastic ones) as a user runs it: a fresh process, worker processes included. Prints every
-run, the median, and the peak resident memory of the largest process.
+run, the median, the peak resident memory of the largest process, and the machine's float32
+matmul peak as a yardstick for its speed at the time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from mnist_vs_torch import matmul_peak  # noqa: E402
 
 from tests.conftest import make_processed  # noqa: E402
 
@@ -33,6 +37,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--data", type=Path, help="a processed dir (default: 200 x 2049 synthetic)")
     args = ap.parse_args()
+    # the shared machine's speed drifts: print a yardstick measured in the same run
+    print(f"float32 matmul peak (2048^2): {matmul_peak():.0f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or make_processed(Path(tmp) / "data", n_train=160, n_test=40, d=2048)
         times = []
