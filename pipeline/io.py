@@ -185,7 +185,7 @@ def load_processed(path: Path) -> Dataset:
     """Load and validate the four arrays of a processed dir (meta.json when present).
 
     Arrays come back as float32, the embeddings' own precision: the study trains in float32
-    (0.76x the wall time of float64 at batch size 1, where Adam's and RMSprop's square roots
+    (about 0.75x the wall time of float64 at batch size 1, where Adam's and RMSprop's square roots
     dominate; the final losses and accuracies agree to 5 decimals on the bundled data).
     """
     path = Path(path)

@@ -265,7 +265,7 @@ def run_study(
                 new = [(_run_seeds, (n, tuple(range(study.seeds)), st, *data))]
             tasks += new
             # rough cost: updates per epoch x (1 + state arrays); longest first, so that the
-            # workers finish together instead of one starting Adam when the other is done
+            # workers finish together instead of one starting a long run as the other ends
             bs = st["batch_size"] or len(ds.y_train)
             costs += [math.ceil(len(ds.y_train) / bs) * (1 + len(opt.slots()))] * len(new)
         tasks = [t for _, t in sorted(zip(costs, tasks, strict=True), key=lambda ct: -ct[0])]
