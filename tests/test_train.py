@@ -219,3 +219,17 @@ def test_members_equal_separate_runs(name, bs):
         np.testing.assert_array_equal(res.trajectory_updates, alone.trajectory_updates)
         for key in ("train_loss", "test_acc", "updates"):
             np.testing.assert_allclose(res.history[key], alone.history[key], atol=1e-10)
+
+
+def test_shuffle_into_matches_fancy_indexing_and_reuses_buffers():
+    from models.training import shuffle_into
+
+    X = np.arange(40, dtype=np.float32).reshape(10, 4)
+    y = np.arange(10)
+    bufs = np.empty_like(X), np.empty_like(y)
+    for seed in range(3):
+        perm = np.random.default_rng(seed).permutation(10)
+        Xs, ys = shuffle_into(np.random.default_rng(seed), X, y, *bufs)
+        assert Xs is bufs[0] and ys is bufs[1]
+        np.testing.assert_array_equal(Xs, X[perm])
+        np.testing.assert_array_equal(ys, y[perm])
