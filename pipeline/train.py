@@ -128,6 +128,14 @@ def _record(name: str, seed: int, settings: dict, res) -> dict:
     }
 
 
+def task_cost(name: str, settings: dict, n_train: int) -> int:
+    """Rough relative cost of training one optimizer: updates per epoch x (1 + the state
+    arrays its update sweeps), enough to order the worker tasks longest first."""
+    opt = _setup(name, settings, 0)[0]
+    bs = settings["batch_size"] or n_train
+    return math.ceil(n_train / bs) * (1 + len(opt.slots()))
+
+
 def _setup(name: str, settings: dict, seed: int):
     opt = make_optimizer(name, lr=settings["lr"], **STUDY_DEFAULTS[name].hparams)
     cfg = TrainConfig(
@@ -256,19 +264,16 @@ def run_study(
         from tqdm import tqdm
 
         data = (ds.X_train, ds.y_train, ds.X_test, ds.y_test)
-        tasks, costs = [], []  # line search needs one loss per run; the others train all seeds at once
+        tasks = []  # line search needs one loss per run; the others train all seeds at once
         for n, st in todo:
-            opt = make_optimizer(n, lr=st["lr"])
-            if opt.needs_loss_fn:
-                new = [(_run_one, (n, s, st, *data)) for s in range(study.seeds)]
+            cost = task_cost(n, st, len(ds.y_train))
+            if make_optimizer(n, lr=st["lr"]).needs_loss_fn:
+                tasks += [(cost, _run_one, (n, s, st, *data)) for s in range(study.seeds)]
             else:
-                new = [(_run_seeds, (n, tuple(range(study.seeds)), st, *data))]
-            tasks += new
-            # rough cost: updates per epoch x (1 + state arrays); longest first, so that the
-            # workers finish together instead of one starting a long run as the other ends
-            bs = st["batch_size"] or len(ds.y_train)
-            costs += [math.ceil(len(ds.y_train) / bs) * (1 + len(opt.slots()))] * len(new)
-        tasks = [t for _, t in sorted(zip(costs, tasks, strict=True), key=lambda ct: -ct[0])]
+                tasks.append((cost, _run_seeds, (n, tuple(range(study.seeds)), st, *data)))
+        # longest first, so that the workers finish together instead of one starting a long
+        # run as the other ends
+        tasks = [(fn, args) for _, fn, args in sorted(tasks, key=lambda t: -t[0])]
         results: dict[str, list[dict]] = {n: [] for n, _ in todo}
         remaining = {n: study.seeds for n, _ in todo}
         bar = tqdm(total=len(todo) * study.seeds, desc="train", unit="run",

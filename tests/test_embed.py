@@ -218,3 +218,11 @@ def test_bundled_dataset_is_valid():
     assert df["topic"].nunique() >= 10 and (df["source"] == "bundled").all()
     assert df["answer"].nunique() == 200
     assert df["question"].str.contains("[çğıöşüİ]").mean() > 0.5  # Turkish with diacritics
+
+
+def test_processed_arrays_load_as_float32(tmp_path):
+    """The study trains in the embeddings' float32, whatever dtype the .npy files hold."""
+    from tests.conftest import make_processed
+
+    ds = load_processed(make_processed(tmp_path / "p", d=8))  # written as float64
+    assert {a.dtype for a in (ds.X_train, ds.y_train, ds.X_test, ds.y_test)} == {np.dtype("float32")}

@@ -233,3 +233,16 @@ def test_shuffle_into_matches_fancy_indexing_and_reuses_buffers():
         assert Xs is bufs[0] and ys is bufs[1]
         np.testing.assert_array_equal(Xs, X[perm])
         np.testing.assert_array_equal(ys, y[perm])
+
+
+def test_task_cost_puts_batch_one_adam_before_full_batch_gd():
+    """Worker tasks start longest first: the cost ranks the study's default optimizers."""
+    from pipeline.config import StudyConfig
+    from pipeline.train import optimizer_settings, task_cost
+
+    names = ("gd", "sgd", "momentum", "rmsprop", "adam", "linesearch")
+    study = StudyConfig(optimizers=names)
+    cost = {n: task_cost(n, optimizer_settings(n, study), 160)
+            for n in names}
+    assert cost["adam"] > cost["rmsprop"] > cost["momentum"] > cost["sgd"] > cost["gd"]
+    assert cost["sgd"] == 160 * cost["gd"]  # batch 1 against full batch, no state either
