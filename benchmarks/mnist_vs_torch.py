@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from models.mlp import MLP  # noqa: E402
 from models.optimizers import make_optimizer  # noqa: E402
 from models.training import shuffle_into  # noqa: E402
-from pipeline.io import UserError  # noqa: E402
+from pipeline.files import UserError  # noqa: E402
 from pipeline.mnist_data import load_mnist  # noqa: E402
 
 SIZES = [784, 512, 256, 128, 10]

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from pipeline import config
-from pipeline.io import UserError
+from pipeline.files import UserError
 
 OPTIMIZER_CHOICES = [*config.STUDY_DEFAULTS, "all"]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import config
-from pipeline.io import (
+from pipeline.files import (
     UserError,
     atomic_save_npy,
     atomic_save_npz,

@@ -17,7 +17,7 @@ import numpy as np
 from models.mlp import MLP, r2_score
 from models.optimizers import make_optimizer
 from models.training import DivergenceError, TrainConfig, train
-from pipeline.io import UserError, atomic_write_json, package_versions, save_png
+from pipeline.files import UserError, atomic_write_json, package_versions, save_png
 
 
 def _cubic(x):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import config
-from pipeline.io import UserError, atomic_write_text
+from pipeline.files import UserError, atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from models.optimizers import make_optimizer
 from models.schedules import make_schedule
 from models.training import DivergenceError, TrainConfig, train
 from pipeline import config
-from pipeline.io import (
+from pipeline.files import (
     UserError,
     atomic_save_npz,
     atomic_write_json,

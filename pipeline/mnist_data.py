@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io import UserError, atomic_write_bytes
+from pipeline.files import UserError, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from models.tanh_regression import TanhEnsemble, TanhRegression, init_weights
 from models.training import DivergenceError, TrainConfig, train, train_members
 from pipeline import config
 from pipeline.config import STUDY_DEFAULTS, StudyConfig
-from pipeline.io import (
+from pipeline.files import (
     Dataset,
     UserError,
     atomic_save_npz,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from models.tanh_regression import TanhEnsemble
-from pipeline.io import UserError, atomic_write_text, load_json, load_processed, save_png
+from pipeline.files import UserError, atomic_write_text, load_json, load_processed, save_png
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +382,7 @@ FIGURES = ("curves_epochs.png", "curves_updates.png", "curves_time.png",
 
 
 def _stamp(run_dir: Path, threshold: float, tsne_budget: int) -> str:
-    from pipeline.io import sha256_file
+    from pipeline.files import sha256_file
 
     return f"{sha256_file(run_dir / 'summary.json')}|{threshold}|{tsne_budget}"
 
@@ -429,7 +429,7 @@ def visualize(run_dir: Path, threshold: float = 0.5, tsne_budget: int = TSNE_POI
         ev1=100 * ls["explained_variance"][0], ev2=100 * ls["explained_variance"][1],
     )
     atomic_write_text(run_dir / "report.md", report)
-    from pipeline.io import atomic_write_json
+    from pipeline.files import atomic_write_json
 
     atomic_write_json(run_dir / "baselines.json", base)
     atomic_write_text(run_dir / ".visualized", _stamp(run_dir, threshold, tsne_budget))

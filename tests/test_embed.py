@@ -21,7 +21,7 @@ from pipeline.embed import (
     embed_stage,
     grouped_split,
 )
-from pipeline.io import load_processed
+from pipeline.files import load_processed
 
 WORDS = ["türkiye", "başkent", "ankara", "istanbul", "nehir", "dağ", "gölü", "en", "büyük",
          "hangi", "yıl", "kuruldu", "osmanlı", "devleti", "query", "passage", ":", "?", "."]

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
+from pipeline.files import UserError
 from pipeline.generate import (
     GenerateOptions,
     Generator,
@@ -26,7 +27,6 @@ from pipeline.generate import (
     turkish_lower,
     validate_item,
 )
-from pipeline.io import UserError
 from tests.fakes.ollama_server import FakeOllama, item
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from models.optimizers import make_optimizer
 from models.tanh_regression import TanhRegression, init_weights
 from models.training import DivergenceError, TrainConfig, TrajectoryRecorder, train
 from pipeline.cli import main
-from pipeline.io import atomic_save_npy
+from pipeline.files import atomic_save_npy
 from tests.conftest import make_processed
 
 
