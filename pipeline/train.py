@@ -1,16 +1,10 @@
 """`qa train`: the optimizer study on a processed dir.
 
 Each (optimizer, seed) run trains ``tanh(X w)`` from the seed's initial weights (shared by
-every optimizer, as in the original study). A run dir grows one optimizer at a time::
-
-    output/runs/<name>/
-        summary.json                 every optimizer present, one record per (optimizer, seed)
-        <optimizer>/results.json     records + the settings and data fingerprint that made them
-        <optimizer>/seed<k>_history.csv
-        <optimizer>/seed<k>_trajectory.npz   weights (K, D) float32 and their update counts
-
-Each optimizer's folder is written to a temp dir and renamed into place, and summary.json is
-rewritten atomically, so a crash never leaves half a result behind.
+every optimizer, as in the original study). A run dir grows one optimizer at a time (its layout
+is in :mod:`pipeline.rundir`): each optimizer's folder is written to a temp dir and renamed into
+place under the run dir's lock, and summary.json is rebuilt from the folders, so a crash never
+leaves half a result behind and two `qa train` on one run dir add to it without clashing.
 """
 
 from __future__ import annotations
@@ -18,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,6 +38,8 @@ from pipeline.files import (
     sha256_file,
     write_latest,
 )
+from pipeline.rundir import open_run_dir, run_lock, write_summary
+from pipeline.workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +93,9 @@ def validate_study(study: StudyConfig) -> None:
         bs = study.batch_for(name)
         if bs is not None and bs < 1:
             raise UserError(f"batch size of {name} must be >= 1, got {bs}")
+    if study.trajectory_points < 2:
+        raise UserError(f"--trajectory-points must be >= 2 (the first and the last weights), "
+                        f"got {study.trajectory_points}")
 
 
 def optimizer_settings(name: str, study: StudyConfig) -> dict:
@@ -172,13 +170,6 @@ def _run_seeds(args) -> list[dict]:
     return [_record(name, s, settings, r) for s, r in zip(seeds, results, strict=True)]
 
 
-def _one_blas_thread() -> None:
-    """Worker processes share the cores: BLAS threads per worker would only oversubscribe."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
 def _call(task):
     fn, args = task
     return fn(args)
@@ -199,29 +190,6 @@ def _write_optimizer_dir(run_dir: Path, name: str, settings: dict, fingerprint: 
         "settings": settings, "data_fingerprint": fingerprint, "records": clean,
     })
     replace_dir(tmp, run_dir / name)
-
-
-def write_summary(run_dir: Path, extra: dict | None = None) -> dict:
-    """Rebuild summary.json from every optimizer folder present in the run dir."""
-    records, optimizers = [], []
-    for sub in sorted(p for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        f = sub / "results.json"
-        if f.exists():
-            res = load_json(f)
-            optimizers.append(sub.name)
-            records.extend(res["records"])
-    order = {n: i for i, n in enumerate(config.STUDY_OPTIMIZERS)}
-    optimizers.sort(key=lambda n: order.get(n, 99))
-    records.sort(key=lambda r: (order.get(r["optimizer"], 99), r["seed"]))
-    summary = {"optimizers": optimizers, "results": records}
-    old = run_dir / "summary.json"
-    if old.exists():
-        prev = load_json(old)
-        summary = {**{k: v for k, v in prev.items() if k not in summary}, **summary}
-    if extra:
-        summary.update(extra)
-    atomic_write_json(run_dir / "summary.json", summary)
-    return summary
 
 
 def is_up_to_date(run_dir: Path, name: str, settings: dict, fingerprint: str) -> bool:
@@ -247,7 +215,7 @@ def run_study(
     data_dir = resolve_data_dir(data)
     ds = load_processed(data_dir)
     run_dir = Path(out) if out is not None else config.RUNS_DIR / data_dir.resolve().name
-    make_temp_dir(run_dir, "probe").rmdir()  # fails early, with a clear error, if unwritable
+    open_run_dir(run_dir)  # fails early, with one line, if it is not ours or not writable
     fingerprint = data_fingerprint(ds)
     log.info("data: %s (%d train, %d test, %d features)", data_dir, len(ds.y_train),
              len(ds.y_test), ds.X_train.shape[1])
@@ -279,7 +247,7 @@ def run_study(
         bar = tqdm(total=len(todo) * study.seeds, desc="train", unit="run",
                    disable=not show_progress)
         jobs = max(1, min(study.jobs, len(tasks)))
-        pool = ProcessPoolExecutor(jobs, initializer=_one_blas_thread) if jobs > 1 else None
+        pool = process_pool(jobs) if jobs > 1 else None
         try:
             it = pool.map(_call, tasks) if pool else map(_call, tasks)
             for rec in (r for batch in it for r in batch):
@@ -294,14 +262,16 @@ def run_study(
                     log.warning("%s seed %d: %s", name, rec["seed"], rec["diverged"])
                 if remaining[name] == 0:  # this optimizer is complete: land it atomically
                     settings = dict(todo)[name]
-                    _write_optimizer_dir(run_dir, name, settings, fingerprint, results[name])
-                    write_summary(run_dir, _summary_extra(ds, fingerprint))
+                    with run_lock(run_dir):
+                        _write_optimizer_dir(run_dir, name, settings, fingerprint, results[name])
+                        write_summary(run_dir, _summary_extra(ds, fingerprint))
         finally:
             bar.close()
             if pool:
                 pool.shutdown(cancel_futures=True)
-    write_summary(run_dir, _summary_extra(ds, fingerprint))
-    write_latest(run_dir.parent, run_dir.name)
+    with run_lock(run_dir):
+        write_summary(run_dir, _summary_extra(ds, fingerprint))
+    write_latest(config.RUNS_DIR, run_dir)
     return run_dir
 
 
