@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -28,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import config
-from pipeline.files import UserError, atomic_write_text
+from pipeline.files import UserError, atomic_write_text, os_error
+from pipeline.http_deadline import DeadlineTransport, request_deadline
+from pipeline.locking import FileLock, lock_path_for
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,15 @@ def validate_item(obj: dict) -> tuple[dict | None, str | None]:
 
 # ----------------------------------------------------------------------------- journal
 class Journal:
-    """Append-only JSONL of accepted items; every line is flushed and fsynced."""
+    """Append-only JSONL of accepted items; every line is flushed and fsynced.
+
+    Read as bytes, line by line: a crash (or a full disk) mid-append leaves a torn last line,
+    which is cut off on open (and said), so the next append starts on a fresh line and no cut,
+    not even one inside a multi-byte character, can block a resume. Any other malformed line
+    is an error naming its line number.
+    """
+
+    FIELDS = ("slot", "question", "correct_answer", "incorrect_answer", "topic")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -156,26 +167,57 @@ class Journal:
         self.lock = threading.Lock()
         self.frozen = False
         if path.exists():
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut by a crash: its request is simply redone
-                    if isinstance(rec, dict) and {"slot", "question"} <= rec.keys():
-                        self.items.append(rec)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for appends
+            self._load()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(path, "ab")  # noqa: SIM115 - held open for appends
+        except OSError as e:
+            raise os_error(e, path, "opening") from e
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a torn last line: its question is simply asked again
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+            log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run; "
+                        "its question will be asked again", self.path, len(data) - end)
+        fix = "delete that line (its question is asked again) and rerun"
+        for no, raw in enumerate(data[:end].split(b"\n")[:-1], 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                raise UserError(f"{self.path} line {no} is not a JSON record; {fix}") from None
+            if not isinstance(rec, dict):
+                raise UserError(f"{self.path} line {no} is not a JSON object; {fix}")
+            missing = [k for k in self.FIELDS if k not in rec]
+            if missing:
+                raise UserError(f"{self.path} line {no} lacks the field {missing[0]!r}; {fix}")
+            if not isinstance(rec["slot"], int) or isinstance(rec["slot"], bool) or rec["slot"] < 0:
+                raise UserError(f"{self.path} line {no}: slot {rec['slot']!r} is not a whole "
+                                f"number; {fix}")
+            if not all(isinstance(rec[k], str) for k in self.FIELDS[1:]):
+                raise UserError(f"{self.path} line {no}: question, answers and topic must be "
+                                f"text; {fix}")
+            self.items.append(rec)
 
     def append(self, rec: dict) -> bool:
         """Journal one item; False (and nothing written) once :meth:`freeze` was called."""
-        line = json.dumps(rec, ensure_ascii=False) + "\n"
+        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
         with self.lock:
             if self.frozen:
                 return False
-            self._f.write(line)
-            self._f.flush()
-            os.fsync(self._f.fileno())
+            try:
+                self._f.write(line)
+                self._f.flush()
+                os.fsync(self._f.fileno())
+            except OSError as e:
+                self.frozen = True  # a torn line may be on disk: the next open cuts it
+                raise os_error(e, self.path) from e
             self.items.append(rec)
             return True
 
@@ -186,7 +228,10 @@ class Journal:
             self.frozen = True
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:  # a failed flush of nothing: every append was already fsynced
+            pass
 
 
 def write_csv(items: list[dict], out: Path, n: int) -> int:
@@ -226,6 +271,24 @@ class GenerateOptions:
     pull: bool = False
     show_progress: bool = True
 
+    def validate(self) -> None:
+        if self.n < 2 or self.n % 2:
+            raise UserError(f"--n must be an even number >= 2 (two rows per question), "
+                            f"got {self.n}")
+        if self.concurrency < 1:
+            raise UserError("--concurrency must be >= 1")
+        if self.max_attempts < 1:
+            raise UserError("--max-attempts must be >= 1")
+        for name in ("connect_timeout", "read_timeout"):
+            v = getattr(self, name)
+            if not (v > 0 and math.isfinite(v)):
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number of "
+                                f"seconds, got {v}")
+        if not self.temperature >= 0:
+            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.num_predict < 1:
+            raise UserError(f"--num-predict must be >= 1, got {self.num_predict}")
+
 
 @dataclass
 class Stats:
@@ -254,7 +317,8 @@ def make_client(opts: GenerateOptions):
     import ollama
 
     timeout = httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout)
-    return ollama.Client(host=opts.host, timeout=timeout)
+    # every request also gets a total deadline (a slow drip never trips a per-read timeout)
+    return ollama.Client(host=opts.host, timeout=timeout, transport=DeadlineTransport())
 
 
 def preflight(client, opts: GenerateOptions) -> None:
@@ -264,7 +328,8 @@ def preflight(client, opts: GenerateOptions) -> None:
 
     host = host_of(opts)
     try:
-        client.show(opts.model)
+        with request_deadline(opts.read_timeout):
+            client.show(opts.model)
         return
     except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout) as e:
         raise UserError(f"cannot reach Ollama at {host}; start it with `ollama serve` "
@@ -344,13 +409,14 @@ class Generator:
                      "num_predict": self.opts.num_predict},
             stream=False,
         )
-        try:
-            return self.client.chat(think=self.think, **kwargs)
-        except ollama.ResponseError as e:
-            if self.think is not None and e.status_code == 400 and "think" in str(e.error):
-                self.think = None  # an older server or a model without thinking control
-                return self.client.chat(**kwargs)
-            raise
+        with request_deadline(self.opts.read_timeout, self.stop):  # total, per request
+            try:
+                return self.client.chat(think=self.think, **kwargs)
+            except ollama.ResponseError as e:
+                if self.think is not None and e.status_code == 400 and "think" in str(e.error):
+                    self.think = None  # an older server or a model without thinking control
+                    return self.client.chat(**kwargs)
+                raise
 
     def run_slot(self, slot: int) -> str:
         """Try one question slot; returns 'accepted' or 'abandoned'."""
@@ -377,6 +443,8 @@ class Generator:
                 self._backoff(attempt)
                 continue
             except Exception as e:  # noqa: BLE001 - sorted by is_transient below
+                if self.stop.is_set():
+                    return "stopped"  # the request was cancelled: not a failure of the server
                 if not is_transient(e):
                     raise
                 self._reject("timeout" if "Timeout" in type(e).__name__ else "connection")
@@ -422,16 +490,19 @@ class Generator:
 
 def generate(opts: GenerateOptions) -> Path:
     """Run `qa generate`; returns the CSV path. Raises UserError when short of ``n``."""
+    opts.validate()
+    out = Path(opts.out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; name the CSV to write, e.g. {out}/generated.csv")
+    # one run per output: a second one would interleave its slots with ours
+    with FileLock(lock_path_for(out), f"output {out}", command="qa generate"):
+        return _generate_locked(opts, out)
+
+
+def _generate_locked(opts: GenerateOptions, out: Path) -> Path:
     from tqdm import tqdm
 
-    if opts.n < 2 or opts.n % 2:
-        raise UserError(f"--n must be an even number >= 2 (two rows per question), got {opts.n}")
-    if opts.concurrency < 1:
-        raise UserError("--concurrency must be >= 1")
-    if opts.max_attempts < 1:
-        raise UserError("--max-attempts must be >= 1")
     want = opts.n // 2
-    out = Path(opts.out)
     journal = Journal(out.with_suffix(".jsonl"))
     t0 = time.perf_counter()
     try:
@@ -490,7 +561,9 @@ def generate(opts: GenerateOptions) -> Path:
             raise UserError(str(e)) from e
         finally:
             bar.close()
-            # after Ctrl-C, in-flight requests end on their own and the frozen journal drops them
+            # in-flight requests see the stop event within a fraction of a second (their reads
+            # are sliced), and after Ctrl-C the frozen journal drops what they bring
+            gen.stop.set()
             pool.shutdown(wait=not interrupted, cancel_futures=True)
         rows = write_csv(journal.items, out, opts.n)
         summary = gen.stats.line(time.perf_counter() - t0, min(len(journal.items), want), want)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from models.tanh_regression import TanhEnsemble
-from pipeline.files import UserError, atomic_write_text, load_json, load_processed, save_png
+from pipeline.files import UserError, atomic_write_text, load_processed, read_json, save_png
+from pipeline.rundir import read_history, read_summary, read_trajectory, recover
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +37,18 @@ class Run:
     updates: np.ndarray  # (K,)
 
 
-def load_runs(run_dir: Path) -> tuple[dict, list[Run]]:
-    import pandas as pd
-
-    f = run_dir / "summary.json"
-    if not f.exists():
-        raise UserError(f"{run_dir} has no summary.json; run `qa train` first")
-    summary = load_json(f)
+def load_runs(run_dir: Path, n_features: int | None = None) -> tuple[dict, list[Run]]:
+    """The run dir's summary and every finished run, each file checked as it is read."""
+    recover(run_dir)  # finish or undo what a killed `qa train` left
+    summary = read_summary(run_dir)
     runs = []
     for rec in summary["results"]:
         if "diverged" in rec:
             continue
         sub = run_dir / rec["optimizer"]
-        hist = pd.read_csv(sub / f"seed{rec['seed']}_history.csv")
-        with np.load(sub / f"seed{rec['seed']}_trajectory.npz", allow_pickle=False) as z:
-            w, u = z["weights"], z["updates"]
-        runs.append(Run(rec["optimizer"], rec["seed"],
-                        {c: hist[c].to_numpy() for c in hist.columns}, w, u))
+        hist = read_history(sub / f"seed{rec['seed']}_history.csv")
+        w, u = read_trajectory(sub / f"seed{rec['seed']}_trajectory.npz", n_features)
+        runs.append(Run(rec["optimizer"], rec["seed"], hist, w, u))
     if not runs:
         raise UserError(f"{run_dir} holds no finished runs; run `qa train` first")
     return summary, runs
@@ -401,11 +397,16 @@ def visualize(run_dir: Path, threshold: float = 0.5, tsne_budget: int = TSNE_POI
     import matplotlib
 
     matplotlib.use("Agg")
-    summary, runs = load_runs(run_dir)
-    data_path = Path(data) if data else Path(summary.get("data", {}).get("path", ""))
+    run_dir = Path(run_dir)
+    if data:
+        data_path = Path(data)
+    else:
+        rec = read_json(run_dir / "summary.json", "run `qa train` first").get("data")
+        data_path = Path(rec.get("path", "")) if isinstance(rec, dict) else Path("")
     if not (data_path / "X_train.npy").exists():
         raise UserError(f"the run's data dir {data_path} is gone; pass --data DIR")
     ds = load_processed(data_path)
+    summary, runs = load_runs(run_dir, ds.X_train.shape[1])
     base = baselines(ds)
     log.info("curves")
     curves_figure(runs, "epoch", "epoch", run_dir / "curves_epochs.png", base)

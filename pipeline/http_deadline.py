@@ -1,0 +1,98 @@
+"""A total deadline per HTTP request, and prompt cancellation, for the LLM clients.
+
+httpx's read timeout bounds each socket read, not a request: a server that sends one byte a
+second never trips it. Here every read on a connection is cut into short slices, and between
+slices the thread's current request is checked against its deadline and its stop event:
+
+    with request_deadline(180.0, stop_event):
+        client.chat(...)          # raises httpx.ReadTimeout after 180 s in total,
+                                  # httpx.ReadError soon after stop_event is set
+
+The deadline lives in a thread-local, so each worker thread of `qa generate` has its own.
+Outside a ``request_deadline`` block the connection behaves exactly like httpx's own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import httpcore
+import httpx
+
+SLICE_S = 0.2  # how often a blocked read looks at its deadline and stop event
+_local = threading.local()
+
+
+@contextmanager
+def request_deadline(seconds: float, stop: threading.Event | None = None):
+    """Bound every request made by this thread inside the block to ``seconds`` in total."""
+    prev = getattr(_local, "ctx", None)
+    _local.ctx = (time.monotonic() + seconds, stop)
+    try:
+        yield
+    finally:
+        _local.ctx = prev
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        ctx = getattr(_local, "ctx", None)
+        if ctx is None:
+            return self._inner.read(max_bytes, timeout)
+        deadline, stop = ctx
+        read_end = None if timeout is None else time.monotonic() + timeout
+        end = deadline if read_end is None else min(deadline, read_end)
+        while True:
+            if stop is not None and stop.is_set():
+                raise httpcore.ReadError("request cancelled")
+            left = end - time.monotonic()
+            if left <= 0:
+                raise httpcore.ReadTimeout("the request took longer than its total deadline"
+                                           if end == deadline else "timed out")
+            try:
+                return self._inner.read(max_bytes, min(SLICE_S, left))
+            except httpcore.ReadTimeout:
+                continue  # a slice ran out with no data: look at the clock and the stop event
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def connect_tcp(self, *args, **kwargs) -> httpcore.NetworkStream:
+        return _DeadlineStream(super().connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args, **kwargs) -> httpcore.NetworkStream:
+        return _DeadlineStream(super().connect_unix_socket(*args, **kwargs))
+
+
+class DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport on a connection pool whose connections honour ``request_deadline``.
+
+    httpx does not take a network backend as an argument, so the pool it builds is replaced
+    by an equal one (same TLS context, limits and HTTP/1.1) that uses ours.
+    """
+
+    def __init__(self, limits: httpx.Limits = httpx.Limits()) -> None:
+        super().__init__(limits=limits)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_DeadlineBackend(),
+        )
