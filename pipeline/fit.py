@@ -68,6 +68,19 @@ class FitConfig:
     noise: float | None = None  # None: the task's default
     seed: int = 0
 
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.epochs < 1 or not self.lr > 0 or not math.isfinite(self.lr):
+            raise UserError("--epochs must be >= 1 and --lr positive")
+        if self.n_train < 2 or self.n_test < 1:
+            raise UserError(f"--n-train must be >= 2 (inputs are standardised with the "
+                            f"training statistics), got {self.n_train}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1 or 'full', got {self.batch_size}")
+        if self.noise is not None and not (self.noise >= 0 and math.isfinite(self.noise)):
+            raise UserError(f"--noise must be >= 0, got {self.noise}")
+
 
 def make_data(task: Task, n: int, noise: float, rng: np.random.Generator):
     X = rng.uniform(task.low, task.high, (n, task.dims))
@@ -76,10 +89,7 @@ def make_data(task: Task, n: int, noise: float, rng: np.random.Generator):
 
 
 def run_fit(cfg: FitConfig, out: Path) -> dict:
-    if cfg.task not in TASKS:
-        raise UserError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
-    if cfg.epochs < 1 or not cfg.lr > 0 or not math.isfinite(cfg.lr):
-        raise UserError("--epochs must be >= 1 and --lr positive")
+    cfg.validate()
     task = TASKS[cfg.task]
     noise = task.noise if cfg.noise is None else cfg.noise
     rng = np.random.default_rng(cfg.seed)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import math
+import re
 import struct
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -57,39 +60,70 @@ def _digest(path: Path, algo: str) -> str:
 
 
 def verify_checksums(data_dir: Path) -> None:
+    """Check every file SHA256SUMS lists (``<64 hex digits>  <name>`` per line).
+
+    Without the file the data is used unverified (and said so); a malformed file is refused
+    rather than silently ignored, since it would leave the data unverified without a word.
+    """
     sums = data_dir / "SHA256SUMS"
     if not sums.exists():
+        log.info("%s has no SHA256SUMS: the MNIST files are used unverified", data_dir)
         return
-    for line in sums.read_text().splitlines():
-        parts = line.split()
-        if len(parts) != 2:
+    fix = "fix it, or delete it to use the files unverified"
+    try:
+        text = sums.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{sums} is not text (binary or corrupt); {fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {sums}: {e.strerror}; {fix}") from None
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
+        parts = line.split()
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            raise UserError(f"{sums} line {no} is not '<sha256>  <file name>'; {fix}")
         digest, name = parts
         f = data_dir / name.lstrip("*")
-        if f.exists() and _digest(f, "sha256") != digest:
+        if f.exists() and _digest(f, "sha256") != digest.lower():
             raise UserError(f"{f} does not match its checksum in {sums}; the file is corrupt: "
                             "replace it with a fresh copy")
 
 
+MAX_ITEMS = 10_000_000  # far above MNIST's 60,000: a header claiming more is not MNIST
+
+
 def read_idx(path: Path, expect_dims: int, expect_count: int | None = None) -> np.ndarray:
-    """Read one IDX file (gz or raw) of unsigned bytes, checking its header and size."""
+    """Read one IDX file (gz or raw) of unsigned bytes, checking its header and size.
+
+    The header is read first; then exactly the bytes it announces plus one, so neither a
+    truncated file, nor one with extra data, nor a gzip bomb is read whole.
+    """
+    head_len = 4 + 4 * expect_dims
     try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(head_len)
+            if len(head) < head_len:
+                raise UserError(f"{path} is too short to be an IDX file; replace it")
+            zero, dtype_code, ndim = head[0] << 8 | head[1], head[2], head[3]
+            if zero != 0 or dtype_code != 0x08 or ndim != expect_dims:
+                raise UserError(f"{path} has a bad IDX header (expected {expect_dims}-D "
+                                "unsigned bytes); is it the right file?")
+            dims = struct.unpack(">" + "I" * ndim, head[4:])
+            if expect_count is not None and dims[0] != expect_count:
+                raise UserError(f"{path} holds {dims[0]} items, expected {expect_count}")
+            if dims[0] > MAX_ITEMS or math.prod(dims[1:]) > 1 << 20:
+                raise UserError(f"{path} claims shape {dims}, far larger than MNIST; replace it")
+            need = math.prod(dims)
+            body = f.read(need + 1)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise UserError(f"{path} is not a readable MNIST file ({e}); replace it") from e
-    if len(raw) < 4 + 4 * expect_dims:
-        raise UserError(f"{path} is too short to be an IDX file; replace it")
-    zero, dtype_code, ndim = raw[0] << 8 | raw[1], raw[2], raw[3]
-    if zero != 0 or dtype_code != 0x08 or ndim != expect_dims:
-        raise UserError(f"{path} has a bad IDX header (expected {expect_dims}-D unsigned "
-                        "bytes); is it the right file?")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    if expect_count is not None and dims[0] != expect_count:
-        raise UserError(f"{path} holds {dims[0]} items, expected {expect_count}")
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise UserError(f"{path} is truncated: {body.size} bytes of data for shape {dims}")
-    return body.reshape(dims)
+    if len(body) < need:
+        raise UserError(f"{path} is truncated: {len(body):,} bytes of data for shape {dims}; "
+                        "replace it")
+    if len(body) > need:
+        raise UserError(f"{path} has data after the {need:,} bytes its header announces; "
+                        "is it the right file?")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 def load_mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

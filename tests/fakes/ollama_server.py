@@ -16,6 +16,8 @@ injects scripted faults: each chat request takes the next entry of ``script`` (t
     drop        closes the connection without answering
     english     a valid-looking item in English
     midstream   (streamed requests) an error line in the middle of the stream
+    drip        a valid answer sent one byte every ``drip_seconds`` (each read is quick,
+                the whole answer is not); ``drip_show=True`` does the same to /api/show
 
 Run standalone for a manual check: ``python tests/fakes/ollama_server.py --port 11434``.
 """
@@ -45,13 +47,15 @@ class FakeOllama:
     """Start with ``with FakeOllama(...) as fake:``; ``fake.host`` is its URL."""
 
     def __init__(self, script=None, default="ok", models=("fake-model",), latency=0.0,
-                 slow_seconds=3.0, pull_total=1000, reject_think=False, port=0):
+                 slow_seconds=3.0, pull_total=1000, reject_think=False, port=0,
+                 drip_seconds=0.3, drip_show=False):
         self.script = list(script or [])
         self.default = default
         self.models = set(models)
         self.latency, self.slow_seconds = latency, slow_seconds
         self.pull_total = pull_total
         self.reject_think = reject_think
+        self.drip_seconds, self.drip_show = drip_seconds, drip_show
         self.lock = threading.Lock()
         self.counter = 0
         self.requests: list[dict] = []  # chat request bodies, in arrival order
@@ -85,13 +89,19 @@ class FakeOllama:
             def log_message(self, *a):  # quiet
                 pass
 
-            def _json(self, code, obj):
+            def _json(self, code, obj, drip=False):
                 body = json.dumps(obj).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not drip:
+                    self.wfile.write(body)
+                    return
+                for i in range(len(body)):  # bounded: one body, then done
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(fake.drip_seconds)
 
             def _body(self):
                 n = int(self.headers.get("Content-Length") or 0)
@@ -110,9 +120,14 @@ class FakeOllama:
                 body = self._body()
                 if self.path == "/api/show":
                     if body.get("model") in fake.models:
-                        return self._json(200, {"modelfile": "", "parameters": "",
-                                                "template": "", "details": {}, "model_info": {},
-                                                "capabilities": ["completion"]})
+                        try:
+                            return self._json(200, {"modelfile": "", "parameters": "",
+                                                    "template": "", "details": {},
+                                                    "model_info": {},
+                                                    "capabilities": ["completion"]},
+                                              drip=fake.drip_show)
+                        except (BrokenPipeError, ConnectionResetError):
+                            return None
                     return self._json(404, {"error": f"model '{body.get('model')}' not found"})
                 if self.path == "/api/pull":
                     return self._pull(body)
@@ -200,7 +215,7 @@ class FakeOllama:
                         lines.append({**done, "message": {"role": "assistant",
                                                           "content": content[half:]}})
                     return self._stream(lines)
-                return self._json(200, {**done, "message": msg})
+                return self._json(200, {**done, "message": msg}, drip=fault == "drip")
 
         return Handler
 
