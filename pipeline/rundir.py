@@ -68,10 +68,11 @@ def recover(run_dir: Path) -> None:
             try:
                 summary = read_json(run_dir / "summary.json", RETRAIN)
             except UserError:
-                return  # the reader reports it; a retrain rewrites it
+                return  # unreadable: the reader says so (its data provenance is lost)
             records = collect_records(run_dir)[1]
-            if summary.get("results") != records:
-                log.info("summary.json of %s rebuilt from the optimizer folders", run_dir)
+            if summary.get("results") != records:  # stale, or edited: the folders are the truth
+                log.warning("summary.json of %s disagreed with the optimizer folders; rebuilt "
+                            "it from them", run_dir)
                 write_summary(run_dir)
 
 
@@ -84,10 +85,15 @@ def collect_records(run_dir: Path) -> tuple[list[str], list[dict]]:
     """(optimizer names, records) from every optimizer folder, in the study's order."""
     optimizers, records = [], []
     for sub in optimizer_dirs(run_dir):
-        res = read_json(sub / "results.json", RETRAIN)
-        recs = res.get("records")
+        f = sub / "results.json"
+        recs = read_json(f, RETRAIN).get("records")
         if not isinstance(recs, list):
-            raise UserError(f"{sub / 'results.json'} has no list of records; {RETRAIN}")
+            raise UserError(f"{f} has no list of records; {RETRAIN}")
+        for i, rec in enumerate(recs):
+            check_record(rec, f, i)
+            if rec["optimizer"] != sub.name:
+                raise UserError(f"{f}: record {i} names optimizer {rec['optimizer']!r}, not "
+                                f"{sub.name!r}; {RETRAIN}")
         optimizers.append(sub.name)
         records.extend(recs)
     order = {n: i for i, n in enumerate(config.STUDY_OPTIMIZERS)}
@@ -123,23 +129,29 @@ def read_summary(run_dir: Path) -> dict:
     if not isinstance(recs, list):
         raise UserError(f"{f} has no \"results\" list; {RETRAIN}")
     for i, rec in enumerate(recs):
-        if not isinstance(rec, dict):
-            raise UserError(f"{f}: result {i} is not an object; {RETRAIN}")
-        for key in ("optimizer", "seed"):
-            if key not in rec:
-                raise UserError(f"{f}: result {i} lacks \"{key}\"; {RETRAIN}")
-        name = rec["optimizer"]
-        if not isinstance(name, str) or not SAFE_NAME.match(name):
-            raise UserError(f"{f}: result {i} names optimizer {str(name)[:40]!r}, which is not "
-                            f"a plain folder name; {RETRAIN}")
-        if not isinstance(rec["seed"], int) or isinstance(rec["seed"], bool) or rec["seed"] < 0:
-            raise UserError(f"{f}: result {i} has seed {rec['seed']!r}, not a whole number; "
-                            f"{RETRAIN}")
-        if "diverged" not in rec:
-            missing = [k for k in ("final_train_loss", "final_test_acc", "updates") if k not in rec]
-            if missing:
-                raise UserError(f"{f}: result {i} lacks \"{missing[0]}\"; {RETRAIN}")
+        check_record(rec, f, i)
     return summary
+
+
+def check_record(rec, f: Path, i: int) -> None:
+    """One result record: an object whose optimizer is a plain folder name (never a path) and
+    whose seed is a whole number, with the final metrics unless the run diverged."""
+    if not isinstance(rec, dict):
+        raise UserError(f"{f}: record {i} is not an object; {RETRAIN}")
+    for key in ("optimizer", "seed"):
+        if key not in rec:
+            raise UserError(f"{f}: record {i} lacks \"{key}\"; {RETRAIN}")
+    name = rec["optimizer"]
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        raise UserError(f"{f}: record {i} names optimizer {str(name)[:40]!r}, which is not a "
+                        f"plain folder name; {RETRAIN}")
+    seed = rec["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise UserError(f"{f}: record {i} has seed {seed!r}, not a whole number; {RETRAIN}")
+    if "diverged" not in rec:
+        missing = [k for k in ("final_train_loss", "final_test_acc", "updates") if k not in rec]
+        if missing:
+            raise UserError(f"{f}: record {i} lacks \"{missing[0]}\"; {RETRAIN}")
 
 
 def read_history(path: Path) -> dict[str, np.ndarray]:
