@@ -161,6 +161,8 @@ def train(
     """
     eval_sets = eval_sets or {}
     n = X.shape[0]
+    if n == 0:
+        raise ValueError("the training set is empty: nothing to train on")
     bs = n if config.batch_size is None else min(config.batch_size, n)
     per_epoch = math.ceil(n / bs)
     rng = np.random.default_rng(config.seed)

@@ -78,6 +78,11 @@ def resolve_data(data_dir: Path | None, download: bool, show_progress: bool = Tr
 
 
 def split_validation(X, y, val_size: int, seed: int):
+    """(X_train, y_train, X_val, y_val): ``val_size`` seeded rows held out, at least one
+    training row left (else a one-line error naming both numbers)."""
+    if val_size >= len(X):
+        raise UserError(f"--val-size {val_size} leaves no rows to train on: the training set "
+                        f"has {len(X)} rows; pass a smaller --val-size (e.g. {max(1, len(X) // 10)})")
     perm = np.random.default_rng(seed + 12345).permutation(len(X))
     val, tr = perm[:val_size], perm[val_size:]
     return X[tr], y[tr], X[val], y[val]
@@ -297,8 +302,16 @@ def sweep_command(base: MnistConfig, lrs: list[float], depths: list[int], batch_
     from pipeline.workers import process_pool
 
     X, y, Xt, yt = resolve_data(data_dir, False)
-    if subset:
+    if subset is not None:
+        if subset < 2:
+            raise UserError(f"--subset must be at least 2 rows (some to train, some to "
+                            f"validate on), got {subset}")
         X, y = X[:subset], y[:subset]
+        if base.val_size >= len(X):  # a quick look on a small subset: scale validation to it
+            val = max(1, len(X) // 10)
+            log.warning("--subset %d is not larger than --val-size %d: validating on %d rows "
+                        "(a tenth of the subset) instead", len(X), base.val_size, val)
+            base = MnistConfig(**{**asdict(base), "val_size": val})
     data = (X, y, Xt, yt)
     grid = []
     for bs in batch_sizes:

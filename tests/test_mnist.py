@@ -101,3 +101,40 @@ def test_sweep_writes_csv_and_heatmap(mnist_subset, tmp_path, runner):
     lines = (out / "sweep.csv").read_text().splitlines()
     assert len(lines) == 5 and lines[0].startswith("lr,depth")
     assert (out / "sweep_heatmap.png").stat().st_size > 5000
+
+
+# -------------------------------------------- validation larger than the data (issue 17)
+def test_sweep_subset_not_larger_than_val_size_scales_validation(mnist_subset, runner, tmp_path,
+                                                                  caplog):
+    caplog.set_level("WARNING")
+    res = runner.invoke(main, ["mnist", "sweep", "--data-dir", str(mnist_subset), "--optimizer",
+                               "sgd", "--lrs", "0.1", "--depths", "1", "--epochs", "1",
+                               "--subset", "500", "--jobs", "1", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "internal error" not in res.output and "RuntimeWarning" not in res.output
+    assert any("validating on 50 rows" in r.message for r in caplog.records)
+    assert (tmp_path / "s" / "sweep.csv").exists()
+
+
+def test_train_with_val_size_covering_the_data_is_refused(mnist_subset, runner, tmp_path):
+    res = runner.invoke(main, ["mnist", "train", "--data-dir", str(mnist_subset), "--epochs", "1",
+                               "--val-size", "1200", "--out", str(tmp_path / "m")])
+    assert res.exit_code != 0 and "internal error" not in res.output
+    last = res.output.strip().splitlines()[-1]
+    assert "--val-size 1200" in last and "has 1200 rows" in last
+
+
+def test_sweep_subset_too_small_is_refused(runner, tmp_path):
+    res = runner.invoke(main, ["mnist", "sweep", "--data-dir", str(SHARED_MNIST), "--subset", "1",
+                               "--out", str(tmp_path / "s")])
+    assert res.exit_code != 0 and "--subset must be at least 2" in res.output
+
+
+def test_training_loop_refuses_an_empty_training_set():
+    from models.mlp import MLP
+    from models.optimizers import make_optimizer
+    from models.training import TrainConfig, train
+
+    with pytest.raises(ValueError, match="training set is empty"):
+        train(MLP([4, 3]), make_optimizer("sgd", lr=0.1), np.zeros((0, 4)), np.zeros(0, int),
+              TrainConfig(epochs=1))
