@@ -161,7 +161,8 @@ def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs):
 @click.option("--connect-timeout", default=config.GEN_CONNECT_TIMEOUT, show_default=True,
               type=float, help="Seconds to wait for a connection.")
 @click.option("--read-timeout", default=config.GEN_READ_TIMEOUT, show_default=True, type=float,
-              help="Seconds to wait for one answer.")
+              help="Seconds one request may take in total (a server that drips its answer is "
+                   "cut off too).")
 @click.option("--max-attempts", default=config.GEN_MAX_ATTEMPTS, show_default=True, type=int,
               help="Attempts per question before it is given up.")
 @click.pass_context
