@@ -13,6 +13,7 @@ matmul peak as a yardstick for its speed at the time.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mnist_vs_torch import matmul_peak  # noqa: E402
 
-from tests.conftest import make_processed  # noqa: E402
+from pipeline.synthetic import make_processed  # noqa: E402
 
 QA = [sys.executable, "-m", "pipeline.cli"]
 
@@ -45,8 +46,9 @@ def main() -> None:
         for i in range(1, args.runs + 1):
             t = time.perf_counter()
             subprocess.run([*QA, "-q", "train", "--data", str(data), "--optimizer", "all",
-                            "--out", str(Path(tmp) / f"run{i}")], check=True, cwd=ROOT,
-                           stdout=subprocess.DEVNULL)
+                            "--out", str(Path(tmp) / f"run{i}")], check=True, cwd=tmp,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           stdout=subprocess.DEVNULL)  # in tmp: the repo's output/ untouched
             times.append(time.perf_counter() - t)
             print(f"run {i}: {times[-1]:.1f} s")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB -> MiB

@@ -59,7 +59,7 @@ class OptimizerDefaults:
     hparams: dict = field(default_factory=dict)  # passed to make_optimizer
 
 
-# The first three are the original study's settings (REFERENCES.md); the rest are ours:
+# The first three are the original study's settings (docs/references.md); the rest are ours:
 # momentum 0.9 with a 10x smaller rate than SGD keeps the same effective step size
 # lr / (1 - mu); RMSprop uses Adam's rate since both normalise the step by a running RMS;
 # line search starts from a large trial step (10) and backtracks, full batch like GD.

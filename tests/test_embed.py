@@ -226,3 +226,15 @@ def test_processed_arrays_load_as_float32(tmp_path):
 
     ds = load_processed(make_processed(tmp_path / "p", d=8))  # written as float64
     assert {a.dtype for a in (ds.X_train, ds.y_train, ds.X_test, ds.y_test)} == {np.dtype("float32")}
+
+
+def test_bundled_embedder_takes_the_batch_size():
+    from pipeline.embed import EmbedOptions, _load_embedder
+
+    emb = _load_embedder(EmbedOptions(model="bundled", batch_size=7), "query: ", "passage: ", False)
+    assert emb.batch_size == 7  # was silently 64 whatever --batch-size said
+    seen = []
+    real = emb.model.encode
+    emb.model.encode = lambda chunk, is_query: seen.append(len(chunk)) or real(chunk, is_query)
+    emb.encode([f"metin {i}" for i in range(15)], "passage")
+    assert seen == [7, 7, 1]
