@@ -274,21 +274,26 @@ def load_json(path: Path):
         return json.load(f)
 
 
+def read_error(e: OSError, path: Path, kind: str, fix: str) -> UserError:
+    """One line for an OSError met reading ``path`` (expected to be ``kind``)."""
+    if isinstance(e, FileNotFoundError):
+        return UserError(f"{path} is missing; {fix}")
+    if isinstance(e, IsADirectoryError):
+        return UserError(f"{path} is a directory, not {kind}; {fix}")
+    return UserError(f"cannot read {path}: {e.strerror or e}; {fix}")
+
+
 def read_json(path: Path, fix: str, expect: type = dict):
     """A JSON file of type ``expect``, or a one-line UserError naming the file and ``fix``."""
     path = Path(path)
     try:
         obj = load_json(path)
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; {fix}") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a directory, not a JSON file; {fix}") from None
+    except OSError as e:
+        raise read_error(e, path, "a JSON file", fix) from None
     except UnicodeDecodeError:
         raise UserError(f"{path} is not text (binary or corrupt); {fix}") from None
     except ValueError as e:
         raise UserError(f"{path} is not valid JSON ({e}); {fix}") from None
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}; {fix}") from None
     if not isinstance(obj, expect):
         raise UserError(f"{path} holds a JSON {type(obj).__name__}, expected "
                         f"{'an object' if expect is dict else expect.__name__}; {fix}")
@@ -376,12 +381,8 @@ def load_npy(path: Path, fix: str) -> np.ndarray:
             except (ValueError, SyntaxError, EOFError) as e:
                 raise UserError(f"{path} has a corrupt .npy header ({e}); {fix}") from None
             offset = f.tell()
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; {fix}") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a directory, not a .npy file; {fix}") from None
     except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}; {fix}") from None
+        raise read_error(e, path, "a .npy file", fix) from None
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
         raise UserError(f"{path} holds {dtype} values; expected plain real numbers; {fix}")
     need = math.prod(shape) * dtype.itemsize
