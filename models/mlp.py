@@ -20,6 +20,12 @@ from models.losses import LOSSES
 Params = dict[str, np.ndarray]
 
 
+# The dropout masks draw from their own generators, seeded apart from the weights' one so
+# that switching dropout on or off leaves the initial weights of a seed unchanged.
+INPUT_DROPOUT_SEED_OFFSET = 999
+HIDDEN_DROPOUT_SEED_OFFSET = 1000  # + the layer index
+
+
 class MLP:
     """Parameters
     ----------
@@ -32,7 +38,8 @@ class MLP:
     init : str or None
         Initialiser; None picks He for the ReLU family and Xavier otherwise.
     l2 : float
-        L2 penalty on the weight matrices.
+        L2 penalty on the weight matrices, never the biases (the rule :meth:`no_decay`
+        gives optimizers with weight decay too).
     dropout : float
         Dropout rate after every hidden activation (0 disables).
     input_dropout : float
@@ -60,7 +67,7 @@ class MLP:
         self.init_name = init or hidden.init
         initialise = make_init(self.init_name)
         self.params: Params = {}
-        self.input_dropout = Dropout(input_dropout, np.random.default_rng(seed + 999))
+        self.input_dropout = Dropout(input_dropout, np.random.default_rng(seed + INPUT_DROPOUT_SEED_OFFSET))
         self.layers: list[Dense] = []
         self.dropouts: list[Dropout] = []
         n = len(sizes) - 1
@@ -72,7 +79,13 @@ class MLP:
             self.params[f"b{i}"] = np.zeros(fan_out, dtype=self.dtype)
             self.layers.append(Dense(i, act))
             if not last:
-                self.dropouts.append(Dropout(dropout, np.random.default_rng(seed + 1000 + i)))
+                rng_i = np.random.default_rng(seed + HIDDEN_DROPOUT_SEED_OFFSET + i)
+                self.dropouts.append(Dropout(dropout, rng_i))
+
+    def no_decay(self) -> frozenset[str]:
+        """Parameters no penalty or weight decay should touch: the biases (nanoGPT's
+        ``configure_optimizers`` likewise decays only tensors of two or more dimensions)."""
+        return frozenset(layer.b for layer in self.layers)
 
     # ---------------------------------------------------------------------- passes
     def forward(self, X: np.ndarray, params: Params | None = None,

@@ -1,9 +1,13 @@
 """First-order optimizers that know nothing about the model.
 
 Every optimizer takes ``params`` and ``grads`` as two dicts of ndarrays keyed by the
-parameter's name and updates ``params`` in place. State (moments, velocities) is keyed by
-the same names and created with ``np.zeros_like`` on first use, as scikit-learn's
-``_stochastic_optimizers.py`` does, so the tanh classifier and the MLP share every optimizer.
+parameter's name and updates ``params`` in place, as scikit-learn's
+``_stochastic_optimizers.py`` takes parallel lists, so the tanh classifier and the MLP share
+every optimizer. State (moments, velocities) is keyed by the same names and built once per
+parameter, with ``np.zeros_like``, at its first step.
+
+Weight decay applies to every parameter, as ``torch.optim`` does for one parameter group,
+except those named in ``no_decay`` (the MLP sets its biases there, see ``MLP.no_decay``).
 
 The update rules follow ``torch.optim`` exactly: the same hyperparameters give the same
 update as the PyTorch class of that name (tests/test_optimizers.py checks it over 100 steps).
@@ -43,6 +47,7 @@ class Optimizer:
         self.lr = float(lr)
         self.state: dict[str, State] = {}
         self.t = 0  # number of steps taken
+        self.no_decay: frozenset[str] = frozenset()  # parameters weight decay leaves alone
 
     def slots(self) -> tuple[str, ...]:
         """Names of the per-parameter state arrays (zeros of the parameter's shape)."""
@@ -55,10 +60,11 @@ class Optimizer:
             first = st is None
             if first:
                 st = self.state[name] = {key: np.zeros_like(p) for key in self.slots()}
-            self._update(p, grads[name], st, first)
+            self._update(p, grads[name], st, first, name not in self.no_decay)
 
-    def _update(self, p: np.ndarray, g: np.ndarray, st: State,
-                first: bool) -> None:  # pragma: no cover
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:  # pragma: no cover
+        """One parameter's step; ``decay``: whether weight decay applies to it."""
         raise NotImplementedError
 
 
@@ -73,8 +79,9 @@ class GD(Optimizer):
         super().__init__(lr)
         self.weight_decay = weight_decay
 
-    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool) -> None:
-        if self.weight_decay:
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
+        if self.weight_decay and decay:
             g = g + self.weight_decay * p
         p -= self.lr * g
 
@@ -107,8 +114,9 @@ class SGD(Optimizer):
     def slots(self) -> tuple[str, ...]:
         return ("b",) if self.momentum else ()
 
-    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool) -> None:
-        if self.weight_decay:
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
+        if self.weight_decay and decay:
             g = g + self.weight_decay * p
         if self.momentum:
             b = st["b"]
@@ -153,9 +161,10 @@ class Adam(Optimizer):
     def slots(self) -> tuple[str, ...]:
         return ("m", "v", "tmp", "v_max") if self.amsgrad else ("m", "v", "tmp")
 
-    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
         b1, b2 = self.betas
-        if self.weight_decay:
+        if self.weight_decay and decay:
             if self.decoupled:
                 p *= 1.0 - self.lr * self.weight_decay
             else:
@@ -233,9 +242,10 @@ class RMSprop(Optimizer):
             out += ("b",)
         return out
 
-    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
         a = self.alpha
-        if self.weight_decay:
+        if self.weight_decay and decay:
             g = g + self.weight_decay * p
         s, tmp = st["s"], st["tmp"]  # tmp: scratch buffer
         s *= a
@@ -273,20 +283,11 @@ class LineSearch(Optimizer):
 
     needs_loss_fn = True
 
-    def __init__(
-        self,
-        lr: float = 1.0,
-        c1: float = 1e-4,
-        shrink: float = 0.5,
-        grow: float = 2.0,
-        max_backtracks: int = 30,
-        max_step: float | None = None,
-    ) -> None:
+    def __init__(self, lr: float = 1.0, **search_options) -> None:
+        """``search_options``: ``c1``, ``shrink``, ``grow``, ``max_backtracks``, ``max_step``,
+        with :class:`ArmijoLineSearch`'s defaults."""
         super().__init__(lr)
-        self.search = ArmijoLineSearch(
-            initial_step=lr, c1=c1, shrink=shrink, grow=grow,
-            max_backtracks=max_backtracks, max_step=max_step,
-        )
+        self.search = ArmijoLineSearch(initial_step=lr, **search_options)
 
     def step(self, params: Params, grads: Params, loss_fn: LossFn | None = None) -> None:
         if loss_fn is None:

@@ -50,7 +50,7 @@ class TrainConfig:
     epochs: int = 100  # passes over the training set
     batch_size: int | None = None  # None: full batch
     seed: int = 0  # seeds the shuffling only; initial weights come with the model
-    max_trajectory_points: int = 300  # bound on recorded weight vectors; 0 disables
+    max_trajectory_points: int = 0  # bound on recorded weight vectors; 0: none recorded
     patience: int | None = None  # early stopping on the monitored loss; None disables
     min_delta: float = 0.0  # improvement smaller than this does not reset patience
     monitor: str | None = None  # eval-set name whose loss early stopping watches

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import UserError, check_at_least, check_positive
+
 # ----------------------------------------------------------------------------- paths
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path("data")
@@ -21,6 +23,10 @@ OUTPUT_DIR = Path("output")
 RUNS_DIR = OUTPUT_DIR / "runs"
 LATEST_FILE = "LATEST"  # inside PROCESSED_DIR and RUNS_DIR: name of the newest entry
 MNIST_DIR = DATA_DIR / "mnist"
+MNIST_OUT = OUTPUT_DIR / "mnist"
+SWEEP_OUT = OUTPUT_DIR / "mnist-sweep"
+FIT_OUT = OUTPUT_DIR / "fit"  # one folder per task below it
+MAX_JOBS = 4  # worker processes by default: the cores, at most this many
 
 
 def bundled_csv() -> Path:
@@ -39,6 +45,7 @@ GEN_READ_TIMEOUT = 180.0  # s; a 9B model on CPU can be slow
 GEN_MAX_ATTEMPTS = 4  # per question, before it is given up
 GEN_BACKOFF_BASE = 1.0  # s; doubled per retry
 GEN_BACKOFF_MAX = 20.0  # s
+GEN_SEED = 0  # base sampling seed; every attempt derives its own (generate.attempt_seed)
 
 # ------------------------------------------------------------------------------- embed
 EMBED_MODEL = "ytu-ce-cosmos/turkish-e5-large"
@@ -47,6 +54,9 @@ EMBED_MAX_CHARS = 4096  # per text; above the ~2,100 characters 512 tokens of Tu
 EMBED_TEST_SIZE = 0.2
 EMBED_SEED = 0
 FEATURES = ("concat", "interaction")
+EMBED_FEATURES = "concat"  # [q ; a ; 1], the original study's input
+DEVICES = ("auto", "cpu", "cuda", "mps")
+EMBED_DEVICE = "auto"  # cuda, then mps, then cpu
 
 # ------------------------------------------------------------------------------- train
 STUDY_OPTIMIZERS = ("gd", "sgd", "adam", "momentum", "rmsprop", "linesearch")
@@ -60,14 +70,15 @@ class OptimizerDefaults:
 
 
 # The first three are the original study's settings (docs/references.md); the rest are ours:
-# momentum 0.9 with a 10x smaller rate than SGD keeps the same effective step size
-# lr / (1 - mu); RMSprop uses Adam's rate since both normalise the step by a running RMS;
-# line search starts from a large trial step (10) and backtracks, full batch like GD.
+# momentum (the "momentum" optimizer's own mu of 0.9) with a 10x smaller rate than SGD keeps
+# the same effective step size lr / (1 - mu); RMSprop uses Adam's rate since both normalise
+# the step by a running RMS; line search starts from a large trial step (10) and backtracks,
+# full batch like GD. Unlisted hyperparameters are the optimizers' own (torch.optim's) defaults.
 STUDY_DEFAULTS: dict[str, OptimizerDefaults] = {
     "gd": OptimizerDefaults(lr=0.1, batch_size=None),
     "sgd": OptimizerDefaults(lr=0.1, batch_size=1),
     "adam": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"betas": (0.9, 0.999), "eps": 1e-8}),
-    "momentum": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"momentum": 0.9}),
+    "momentum": OptimizerDefaults(lr=0.01, batch_size=1),
     "rmsprop": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"alpha": 0.99}),
     "linesearch": OptimizerDefaults(lr=10.0, batch_size=None, hparams={"c1": 1e-4}),
     "adamw": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"weight_decay": 0.01}),
@@ -87,7 +98,24 @@ class StudyConfig:
     lr: dict[str, float] = field(default_factory=dict)  # per-optimizer overrides
     batch_size: dict[str, int | None] = field(default_factory=dict)  # overrides
     trajectory_points: int = TRAJECTORY_POINTS
-    jobs: int = 1  # worker processes
+    jobs: int | None = None  # worker processes; None: the cores, at most MAX_JOBS
+
+    def validate(self) -> None:
+        unknown = [o for o in self.optimizers if o not in STUDY_DEFAULTS]
+        if unknown:
+            raise UserError(f"unknown optimizer {unknown[0]!r}; choose from "
+                            f"{', '.join(STUDY_DEFAULTS)} or all")
+        check_at_least("--epochs", self.epochs, 1)
+        check_at_least("--seeds", self.seeds, 1)
+        check_at_least("--trajectory-points", self.trajectory_points, 2,
+                       " (the first and the last weights)")
+        if self.jobs is not None:
+            check_at_least("--jobs", self.jobs, 1)
+        for name in self.optimizers:
+            check_positive(f"the learning rate of {name}", self.lr_for(name))
+            bs = self.batch_for(name)
+            if bs is not None:
+                check_at_least(f"the batch size of {name}", bs, 1)
 
     def lr_for(self, name: str) -> float:
         return self.lr.get(name, STUDY_DEFAULTS[name].lr)
@@ -103,3 +131,34 @@ MNIST_BATCH = 128
 MNIST_EPOCHS = 12
 MNIST_VAL_SIZE = 5000
 MNIST_L2 = 1e-4  # as the 'optimized NumPy' reference; +0.1 point on the test set here
+MNIST_ACTIVATION = "relu"
+MNIST_OPTIMIZER = "adam"
+MNIST_SEED = 0  # weights, dropout masks, shuffling and the validation split
+MNIST_DROPOUT = 0.0  # after each hidden activation
+MNIST_INPUT_DROPOUT = 0.0  # on the pixels
+MNIST_SCHEDULE = "cosine"  # to 0 at the last epoch: +0.25 points over a constant rate here
+MNIST_STANDARDISE = True  # pixels minus their training mean, over their std: +0.2 points
+MNIST_TRAIN_EVAL_ROWS = 10_000  # training rows the per-epoch train metrics are measured on
+VAL_SPLIT_SEED_OFFSET = 12345  # the validation split's rng is seeded apart from the weights'
+
+# ------------------------------------------------------------------------------- sweep
+SWEEP_LRS = (0.1, 0.05, 0.01)  # the line-search study's SGD grid
+SWEEP_DEPTHS = (1, 2, 3)
+SWEEP_BATCH_SIZES = (32,)
+SWEEP_WIDTH = 256  # first hidden width; each further layer halves it
+SWEEP_JOBS = 2
+
+# --------------------------------------------------------------------------------- fit
+FIT_TASK = "cubic"  # the tasks themselves are registered in pipeline/fit.py
+FIT_LAYERS = (64, 64)
+FIT_OPTIMIZER = "adam"
+FIT_LR = 3e-3
+FIT_BATCH = 32
+FIT_EPOCHS = 300
+FIT_N_TRAIN = 1000
+FIT_N_TEST = 500  # held-out points R^2 is measured on
+FIT_SEED = 0
+
+# --------------------------------------------------------------------------- visualize
+VIS_THRESHOLD = 0.5  # training loss whose first crossing the summary table times
+TSNE_POINTS = 1800  # joint t-SNE budget: its cost grows faster than the point count

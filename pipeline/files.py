@@ -19,12 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import config
+from pipeline.errors import UserError  # noqa: F401 - stages import it from here too
 
 log = logging.getLogger(__name__)
-
-
-class UserError(Exception):
-    """A problem the user can fix; the CLI prints it as one line and exits non-zero."""
 
 
 # ----------------------------------------------------------------------- atomic writes
@@ -58,7 +55,7 @@ def os_error(e: OSError, path: Path, doing: str = "writing") -> UserError:
     return UserError(f"cannot write {path}: {e.strerror or e}")
 
 
-def _ensure_dir(path: Path) -> None:
+def ensure_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError as e:
@@ -76,7 +73,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     ``mkstemp``'s 0600. A full disk is a one-line error naming ``path``.
     """
     path = Path(path)
-    _ensure_dir(path.parent)
+    ensure_dir(path.parent)
     if path.is_dir():
         raise UserError(f"{path} is a directory; choose a file name")
     try:
@@ -186,7 +183,7 @@ def claim_dir(path: Path, kind: str, option: str = "--out") -> Path:
     """Create ``path`` (or accept it, per :func:`check_replaceable`) and mark it as ours."""
     path = Path(path)
     check_replaceable(path, option)
-    _ensure_dir(path)
+    ensure_dir(path)
     if not (path / OWNER_MARKER).exists():
         atomic_write_text(path / OWNER_MARKER, f"{kind}\n")
     return path
@@ -194,7 +191,7 @@ def claim_dir(path: Path, kind: str, option: str = "--out") -> Path:
 
 def make_temp_dir(parent: Path, name: str) -> Path:
     """A hidden, marked temp dir in ``parent``, to be moved into place by :func:`replace_dir`."""
-    _ensure_dir(parent)
+    ensure_dir(parent)
     try:
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=TEMP_SUFFIX))
         os.chmod(tmp, 0o777 & ~UMASK)
@@ -301,6 +298,22 @@ def read_json(path: Path, fix: str, expect: type = dict):
 
 
 # ---------------------------------------------------------------------------- provenance
+def stamp_key(*parts) -> str:
+    """A short digest of everything that determines an output (settings, input checksums)."""
+    blob = json.dumps(parts, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def is_up_to_date(out_dir: Path, key: str, stamp: str, needs=()) -> bool:
+    """Whether ``out_dir`` holds an output made from exactly ``key``: its JSON ``stamp`` file
+    records that key and every file in ``needs`` is present. Every stage asks this."""
+    try:
+        recorded = read_json(Path(out_dir) / stamp, "").get("key")
+    except UserError:
+        return False
+    return recorded == key and all((Path(out_dir) / n).exists() for n in needs)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -17,6 +17,8 @@ import numpy as np
 from models.mlp import MLP, r2_score
 from models.optimizers import make_optimizer
 from models.training import DivergenceError, TrainConfig, train
+from pipeline import config
+from pipeline.errors import check_at_least, check_positive
 from pipeline.files import UserError, atomic_write_json, package_versions, save_png
 
 
@@ -56,28 +58,28 @@ TASKS = {
 
 @dataclass
 class FitConfig:
-    task: str = "cubic"
-    layers: tuple[int, ...] = (64, 64)
+    task: str = config.FIT_TASK
+    layers: tuple[int, ...] = config.FIT_LAYERS
     activation: str | None = None  # None: the task's default
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    batch_size: int | None = 32  # None: full batch
-    epochs: int = 300
-    n_train: int = 1000
-    n_test: int = 500
+    optimizer: str = config.FIT_OPTIMIZER
+    lr: float = config.FIT_LR
+    batch_size: int | None = config.FIT_BATCH  # None: full batch
+    epochs: int = config.FIT_EPOCHS
+    n_train: int = config.FIT_N_TRAIN
+    n_test: int = config.FIT_N_TEST  # held-out points R^2 is measured on
     noise: float | None = None  # None: the task's default
-    seed: int = 0
+    seed: int = config.FIT_SEED
 
     def validate(self) -> None:
         if self.task not in TASKS:
             raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        if self.epochs < 1 or not self.lr > 0 or not math.isfinite(self.lr):
-            raise UserError("--epochs must be >= 1 and --lr positive")
-        if self.n_train < 2 or self.n_test < 1:
-            raise UserError(f"--n-train must be >= 2 (inputs are standardised with the "
-                            f"training statistics), got {self.n_train}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1 or 'full', got {self.batch_size}")
+        check_at_least("--epochs", self.epochs, 1)
+        check_positive("--lr", self.lr)
+        check_at_least("--n-train", self.n_train, 2,
+                       " (inputs are standardised with the training statistics)")
+        check_at_least("the held-out size", self.n_test, 1)
+        if self.batch_size is not None:
+            check_at_least("--batch-size", self.batch_size, 1)
         if self.noise is not None and not (self.noise >= 0 and math.isfinite(self.noise)):
             raise UserError(f"--noise must be >= 0, got {self.noise}")
 
@@ -88,8 +90,11 @@ def make_data(task: Task, n: int, noise: float, rng: np.random.Generator):
     return X, y[:, None]
 
 
-def run_fit(cfg: FitConfig, out: Path) -> dict:
+def run_fit(cfg: FitConfig, out: Path | None = None) -> tuple[dict, Path]:
+    """Train, score on held-out points, write metrics and figures; returns (metrics, out dir),
+    the out dir defaulting to ``output/fit/<task>``."""
     cfg.validate()
+    out = Path(out) if out is not None else config.FIT_OUT / cfg.task
     task = TASKS[cfg.task]
     noise = task.noise if cfg.noise is None else cfg.noise
     rng = np.random.default_rng(cfg.seed)
@@ -102,6 +107,7 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
                 seed=cfg.seed)
     try:
         opt = make_optimizer(cfg.optimizer, lr=cfg.lr)
+        opt.no_decay = model.no_decay()
         res = train(model, opt, (X - xm) / xs, (y - ym) / ys,
                     TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
                                 max_trajectory_points=0),
@@ -120,10 +126,9 @@ def run_fit(cfg: FitConfig, out: Path) -> dict:
         "train_time_s": res.wall_time_s, "config": {**asdict(cfg), "activation": act},
         "versions": package_versions(),
     }
-    out = Path(out)
     atomic_write_json(out / "metrics.json", metrics)
     _figures(out, cfg, task, res.history, predict, Xt, yt, metrics)
-    return metrics
+    return metrics, out
 
 
 def _figures(out, cfg, task, history, predict, Xt, yt, metrics) -> None:

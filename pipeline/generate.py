@@ -255,13 +255,13 @@ def write_csv(items: list[dict], out: Path, n: int) -> int:
 # ------------------------------------------------------------------------------ options
 @dataclass
 class GenerateOptions:
-    model: str = config.GEN_MODEL
+    llm: str = config.GEN_MODEL  # the model that writes the questions
     n: int = config.GEN_N  # labelled rows; n/2 questions
     out: Path = config.GENERATED_CSV
     concurrency: int = config.GEN_CONCURRENCY
     host: str | None = None  # None: OLLAMA_HOST, as the client does
     temperature: float = config.GEN_TEMPERATURE
-    seed: int = 0  # base seed; each attempt gets its own
+    seed: int = config.GEN_SEED  # base seed; each attempt gets its own (attempt_seed)
     num_predict: int = config.GEN_NUM_PREDICT
     connect_timeout: float = config.GEN_CONNECT_TIMEOUT
     read_timeout: float = config.GEN_READ_TIMEOUT
@@ -303,6 +303,14 @@ class Stats:
                 f"retries {self.retries}; abandoned {self.abandoned}; {elapsed:.1f} s")
 
 
+SEEDS_PER_SLOT = 1000  # attempts of one slot never reuse another slot's sampling seeds
+
+
+def attempt_seed(base: int, slot: int, attempt: int) -> int:
+    """The sampling seed of one attempt: distinct per (slot, attempt), reproducible by base."""
+    return base + slot * SEEDS_PER_SLOT + attempt
+
+
 class FatalError(Exception):
     """An error no retry can fix (model gone, bad request)."""
 
@@ -329,7 +337,7 @@ def preflight(client, opts: GenerateOptions) -> None:
     host = host_of(opts)
     try:
         with request_deadline(opts.read_timeout):
-            client.show(opts.model)
+            client.show(opts.llm)
         return
     except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout) as e:
         raise UserError(f"cannot reach Ollama at {host}; start it with `ollama serve` "
@@ -343,8 +351,8 @@ def preflight(client, opts: GenerateOptions) -> None:
         log.debug("model check inconclusive (%s); going on", e)  # cannot parse: the model is there
         return
     if not opts.pull:
-        raise UserError(f"model {opts.model!r} is not pulled on {host}; run: "
-                        f"ollama pull {opts.model}   (or pass --pull)")
+        raise UserError(f"model {opts.llm!r} is not pulled on {host}; run: "
+                        f"ollama pull {opts.llm}   (or pass --pull)")
     pull_model(client, opts)
 
 
@@ -352,11 +360,11 @@ def pull_model(client, opts: GenerateOptions) -> None:
     import ollama
     from tqdm import tqdm
 
-    bar = tqdm(desc=f"pull {opts.model}", unit="B", unit_scale=True,
+    bar = tqdm(desc=f"pull {opts.llm}", unit="B", unit_scale=True,
                disable=not opts.show_progress)
     digest = None
     try:
-        for part in client.pull(opts.model, stream=True):
+        for part in client.pull(opts.llm, stream=True):
             if part.digest and part.digest != digest and part.total:
                 digest = part.digest
                 bar.reset(total=part.total)
@@ -365,7 +373,7 @@ def pull_model(client, opts: GenerateOptions) -> None:
                 bar.refresh()
             bar.set_postfix_str(part.status or "")
     except ollama.ResponseError as e:
-        raise UserError(f"pulling {opts.model!r} failed: {e.error}") from e
+        raise UserError(f"pulling {opts.llm!r} failed: {e.error}") from e
     finally:
         bar.close()
 
@@ -380,7 +388,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (httpx.TimeoutException, httpx.TransportError, ConnectionError))
 
 
-class Generator:
+class QuestionWriter:
     """Runs question slots on a thread pool; a slot is one question with its attempts."""
 
     def __init__(self, opts: GenerateOptions, client, journal: Journal) -> None:
@@ -402,7 +410,7 @@ class Generator:
         import ollama
 
         kwargs = dict(
-            model=self.opts.model,
+            model=self.opts.llm,
             messages=[{"role": "user", "content": self._prompt(topic)}],
             format=SCHEMA,
             options={"temperature": self.opts.temperature, "seed": seed,
@@ -419,7 +427,8 @@ class Generator:
                 raise
 
     def run_slot(self, slot: int) -> str:
-        """Try one question slot; returns 'accepted' or 'abandoned'."""
+        """Try one question slot: 'accepted' (journaled), 'abandoned' (every attempt failed)
+        or 'stopped' (Ctrl-C or another stop came first; nothing journaled)."""
         import ollama
 
         topic = TOPICS[slot % len(TOPICS)]
@@ -429,14 +438,14 @@ class Generator:
             if attempt:
                 with self.lock:
                     self.stats.retries += 1
-            seed = self.opts.seed + slot * 1000 + attempt
+            seed = attempt_seed(self.opts.seed, slot, attempt)
             try:
                 resp = self._request(topic, seed)
             except ollama.ResponseError as e:
                 if not is_transient(e):
                     if e.status_code == 404:
-                        raise FatalError(f"model {self.opts.model!r} not found: run "
-                                         f"ollama pull {self.opts.model}") from e
+                        raise FatalError(f"model {self.opts.llm!r} not found: run "
+                                         f"ollama pull {self.opts.llm}") from e
                     raise FatalError(f"Ollama refused the request ({e.status_code}): "
                                      f"{e.error}") from e
                 self._reject(f"http_{e.status_code or 'error'}")
@@ -468,7 +477,7 @@ class Generator:
                     self.stats.rejected["duplicate"] += 1
                     continue
                 self.seen.add(key)
-            item.update(slot=slot, topic=item["topic"] or topic, model=self.opts.model,
+            item.update(slot=slot, topic=item["topic"] or topic, model=self.opts.llm,
                         attempts=attempt + 1)
             if not self.journal.append(item):
                 return "stopped"  # Ctrl-C came while this request was in flight
@@ -515,7 +524,7 @@ def _generate_locked(opts: GenerateOptions, out: Path) -> Path:
             log.info("resuming: %d of %d questions already in %s", have, want, journal.path)
         client = make_client(opts)
         preflight(client, opts)
-        gen = Generator(opts, client, journal)
+        gen = QuestionWriter(opts, client, journal)
         done_slots = {it["slot"] for it in journal.items}
         top = max(done_slots, default=-1) + 1
         # gaps first (requests in flight when a previous run died), then new slots

@@ -16,7 +16,7 @@ import socket
 import time
 from pathlib import Path
 
-from pipeline.files import UserError
+from pipeline.files import UserError, ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,12 @@ class FileLock:
     def acquire(self) -> None:
         said_waiting = False
         while True:
+            ensure_dir(self.path.parent)  # one-line errors for a parent that is a file, etc.
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as e:
-                raise UserError(f"cannot create the lock file {self.path}: {e.strerror}") from e
+                raise UserError(f"cannot create the lock file {self.path}: {e.strerror}; "
+                                "choose another --out") from e
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

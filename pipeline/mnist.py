@@ -23,6 +23,7 @@ from models.optimizers import make_optimizer
 from models.schedules import make_schedule
 from models.training import DivergenceError, TrainConfig, train
 from pipeline import config
+from pipeline.errors import check_at_least, check_fraction, check_positive
 from pipeline.files import (
     UserError,
     atomic_save_npz,
@@ -40,34 +41,35 @@ log = logging.getLogger(__name__)
 @dataclass
 class MnistConfig:
     layers: tuple[int, ...] = config.MNIST_LAYERS  # hidden widths
-    activation: str = "relu"
-    optimizer: str = "adam"
+    activation: str = config.MNIST_ACTIVATION
+    optimizer: str = config.MNIST_OPTIMIZER
     lr: float = config.MNIST_LR
     batch_size: int = config.MNIST_BATCH
     epochs: int = config.MNIST_EPOCHS
-    seed: int = 0  # weights, dropout masks, shuffling and the validation split
-    l2: float = config.MNIST_L2  # L2 penalty on weight matrices
-    dropout: float = 0.0  # after each hidden activation
-    input_dropout: float = 0.0  # on the pixels
+    seed: int = config.MNIST_SEED  # weights, dropout masks, shuffling, the validation split
+    l2: float = config.MNIST_L2  # L2 penalty on weight matrices (never biases)
+    dropout: float = config.MNIST_DROPOUT  # after each hidden activation
+    input_dropout: float = config.MNIST_INPUT_DROPOUT  # on the pixels
     grad_clip: float | None = None  # global-norm clip
-    schedule: str = "cosine"  # constant | step | exponential | cosine | plateau
+    schedule: str = config.MNIST_SCHEDULE  # constant | step | exponential | cosine | plateau
     patience: int | None = None  # early stopping on validation loss
-    val_size: int = config.MNIST_VAL_SIZE  # rows of the training set held out
-    standardize: bool = True  # subtract the training pixel mean, divide by its std
+    val_size: int = config.MNIST_VAL_SIZE  # rows of the training set held out; 0: none
+    standardise: bool = config.MNIST_STANDARDISE  # pixels minus training mean, over its std
     dtype: str = "float32"
     extra: dict = field(default_factory=dict)  # optimizer hyperparameters
 
     def validate(self) -> None:
         if not self.layers or any(w < 1 for w in self.layers):
             raise UserError(f"--layers needs positive widths, got {self.layers}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"--lr must be positive, got {self.lr}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise UserError("--epochs and --batch-size must be >= 1")
-        if not (0 <= self.dropout < 1 and 0 <= self.input_dropout < 1):
-            raise UserError("--dropout and --input-dropout must lie in [0, 1)")
-        if not 0 < self.val_size < 60000:
-            raise UserError(f"--val-size must lie in (0, 60000), got {self.val_size}")
+        check_positive("--lr", self.lr)
+        check_at_least("--epochs", self.epochs, 1)
+        check_at_least("--batch-size", self.batch_size, 1)
+        check_fraction("--dropout", self.dropout, low_open=False)
+        check_fraction("--input-dropout", self.input_dropout, low_open=False)
+        check_at_least("--val-size", self.val_size, 0)
+        if self.val_size == 0 and (self.patience is not None or self.schedule == "plateau"):
+            raise UserError("early stopping (--patience) and the plateau schedule watch the "
+                            "validation loss: keep --val-size > 0, or drop them")
 
 
 def resolve_data(data_dir: Path | None, download: bool, show_progress: bool = True):
@@ -83,7 +85,7 @@ def split_validation(X, y, val_size: int, seed: int):
     if val_size >= len(X):
         raise UserError(f"--val-size {val_size} leaves no rows to train on: the training set "
                         f"has {len(X)} rows; pass a smaller --val-size (e.g. {max(1, len(X) // 10)})")
-    perm = np.random.default_rng(seed + 12345).permutation(len(X))
+    perm = np.random.default_rng(seed + config.VAL_SPLIT_SEED_OFFSET).permutation(len(X))
     val, tr = perm[:val_size], perm[val_size:]
     return X[tr], y[tr], X[val], y[val]
 
@@ -108,24 +110,29 @@ def standardise(data, stats: tuple[float, float]):
 
 
 def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool = False):
-    """Train on (train minus validation); returns (model, history, notes)."""
+    """Train on (train minus validation); returns (model, TrainResult, notes, pixel stats).
+
+    With ``val_size`` 0 every training row is trained on and nothing is validated."""
     from tqdm import tqdm
 
     cfg.validate()
     X, y, Xt, yt = data
     Xtr, ytr, Xv, yv = split_validation(X, y, cfg.val_size, cfg.seed)
-    stats = pixel_stats(Xtr, cfg.standardize)  # from the training rows only
+    stats = pixel_stats(Xtr, cfg.standardise)  # from the training rows only
     Xtr, _, Xv, _ = standardise((Xtr, ytr, Xv, yv), stats)
     model = build(cfg)
     try:
         opt = make_optimizer(cfg.optimizer, lr=cfg.lr, **cfg.extra)
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from e
+    opt.no_decay = model.no_decay()  # weight decay, like --l2, leaves the biases alone
+    eval_sets = {"val": (Xv, yv)} if len(yv) else {}
     schedule = make_schedule(cfg.schedule, cfg.lr, cfg.epochs) if cfg.schedule != "constant" \
         else None
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                       max_trajectory_points=0, patience=cfg.patience, monitor="val",
-                       grad_clip=cfg.grad_clip, schedule=schedule, train_eval_size=10000)
+                       max_trajectory_points=0, patience=cfg.patience,
+                       monitor="val" if eval_sets else "train", grad_clip=cfg.grad_clip,
+                       schedule=schedule, train_eval_size=config.MNIST_TRAIN_EVAL_ROWS)
     steps = math.ceil(len(Xtr) / cfg.batch_size)
     bar = tqdm(total=steps, disable=not show_progress, leave=False, unit="batch")
     notes: list[str] = []
@@ -146,16 +153,17 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
     def on_epoch(epoch, rec):
         if not quiet_health and state["grads"] is not None:
             notes.extend(check_gradient_health(model.layer_grad_norms(state["grads"])))
+        val = (f"  val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}"
+               if "val_loss" in rec else "")
         msg = (f"epoch {epoch:3d}  train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
-               f"  val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}"
-               f"  lr {rec['lr']:.2e}  {rec['wall_time_s']:.1f} s")
+               f"{val}  lr {rec['lr']:.2e}  {rec['wall_time_s']:.1f} s")
         if show_progress:
             bar.write(msg)
         else:
             log.info(msg)
 
     try:
-        res = train(model, opt, Xtr, ytr, tcfg, eval_sets={"val": (Xv, yv)},
+        res = train(model, opt, Xtr, ytr, tcfg, eval_sets=eval_sets,
                     progress=on_epoch, on_batch=on_batch)
     except DivergenceError as e:
         raise UserError(str(e)) from e
@@ -197,7 +205,8 @@ def figures(out: Path, history: dict, model: MLP, Xt, yt, Xt_raw) -> None:
     for ax, metric, label in zip(axes, ("loss", "acc"), ("cross-entropy loss", "accuracy"),
                                  strict=True):
         ax.plot(ep, history[f"train_{metric}"][1:], label="train")
-        ax.plot(ep, history[f"val_{metric}"][1:], label="validation")
+        if f"val_{metric}" in history:  # absent with --val-size 0
+            ax.plot(ep, history[f"val_{metric}"][1:], label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.legend()
@@ -255,7 +264,8 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
     epoch_times = np.diff(h["wall_time_s"]).tolist()
     metrics = {
         "test_acc": test_acc, "test_loss": test_loss,
-        "best_val_acc": max(h["val_acc"][1:]), "final_val_acc": h["val_acc"][-1],
+        "best_val_acc": max(h["val_acc"][1:]) if "val_acc" in h else None,
+        "final_val_acc": h["val_acc"][-1] if "val_acc" in h else None,
         "epochs_run": len(h["epoch"]) - 1, "stopped_early": res.stopped_early,
         "best_epoch": res.best_epoch, "epoch_times_s": epoch_times,
         "train_time_s": res.wall_time_s, "total_time_s": time.perf_counter() - t0,
@@ -293,15 +303,25 @@ def _sweep_one(args):
             "val_loss": h["val_loss"][-1], "train_time_s": res.wall_time_s}
 
 
-def sweep_command(base: MnistConfig, lrs: list[float], depths: list[int], batch_sizes: list[int],
-                  width: int, data_dir: Path | None, out: Path, jobs: int,
-                  subset: int | None = None, show_progress: bool = True) -> list[dict]:
+@dataclass
+class SweepGrid:
+    lrs: list[float]
+    depths: list[int]  # numbers of hidden layers
+    batch_sizes: list[int]
+    width: int = config.SWEEP_WIDTH  # first hidden width; each further layer halves it
+
+
+def sweep_command(base: MnistConfig, grid: SweepGrid, data_dir: Path | None, out: Path,
+                  jobs: int, subset: int | None = None, download: bool = False,
+                  show_progress: bool = True) -> list[dict]:
     """Grid over learning rate x depth (x batch size), ranked by validation accuracy."""
     from tqdm import tqdm
 
     from pipeline.workers import process_pool
 
-    X, y, Xt, yt = resolve_data(data_dir, False)
+    if base.val_size == 0:
+        raise UserError("the sweep ranks settings by validation accuracy: --val-size must be > 0")
+    X, y, Xt, yt = resolve_data(data_dir, download, show_progress)
     if subset is not None:
         if subset < 2:
             raise UserError(f"--subset must be at least 2 rows (some to train, some to "
@@ -313,17 +333,17 @@ def sweep_command(base: MnistConfig, lrs: list[float], depths: list[int], batch_
                         "(a tenth of the subset) instead", len(X), base.val_size, val)
             base = MnistConfig(**{**asdict(base), "val_size": val})
     data = (X, y, Xt, yt)
-    grid = []
-    for bs in batch_sizes:
-        for d in depths:
-            for lr in lrs:
+    tasks = []
+    for bs in grid.batch_sizes:
+        for d in grid.depths:
+            for lr in grid.lrs:
                 c = MnistConfig(**{**asdict(base), "lr": lr, "batch_size": bs,
-                                   "layers": depth_layers(d, width)})
+                                   "layers": depth_layers(d, grid.width)})
                 c.validate()
-                grid.append((c, data))
+                tasks.append((c, data))
     rows = []
     with process_pool(jobs) as pool:  # one BLAS thread per worker: they share the cores
-        for r in tqdm(pool.map(_sweep_one, grid), total=len(grid), desc="sweep",
+        for r in tqdm(pool.map(_sweep_one, tasks), total=len(tasks), desc="sweep",
                       disable=not show_progress):
             rows.append(r)
     out = Path(out)
@@ -332,7 +352,7 @@ def sweep_command(base: MnistConfig, lrs: list[float], depths: list[int], batch_
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(out / "sweep.csv", buf.getvalue())
-    heatmap(rows, lrs, depths, batch_sizes, out / "sweep_heatmap.png")
+    heatmap(rows, grid.lrs, grid.depths, grid.batch_sizes, out / "sweep_heatmap.png")
     return rows
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from pipeline import config
 from pipeline.config import StudyConfig
 from pipeline.embed import EmbedOptions, embed_stage
+from pipeline.files import is_up_to_date
 from pipeline.generate import GenerateOptions, generate
 from pipeline.train import run_study
-from pipeline.visualize import is_up_to_date, visualize
+from pipeline.visualize import FIGURES, STAMP, VisualizeOptions, figures_key, visualize
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def set_aside_generated() -> None:
             log.info("kept the previous %s as %s-%s%s", f.name, f.stem, stamp, f.suffix)
 
 
-def run_all(model: str, features: str, input_csv: Path | None, study: StudyConfig,
+def run_all(embed: EmbedOptions, input_csv: Path | None, study: StudyConfig,
             out: Path | None = None, show_progress: bool = True,
             gen: GenerateOptions | None = None, regenerate: bool = False) -> Path:
     """[generate ->] embed -> train -> visualize; returns the report's path."""
@@ -44,15 +45,15 @@ def run_all(model: str, features: str, input_csv: Path | None, study: StudyConfi
             set_aside_generated()
         generate(gen or GenerateOptions(show_progress=show_progress))
     log.info("[1/3] embed")
-    data_dir = embed_stage(input_csv, EmbedOptions(model=model, features=features),
-                           show_progress=show_progress)
+    data_dir = embed_stage(input_csv, embed, show_progress=show_progress)
     log.info("[2/3] train")
     run_dir = run_study(data_dir, study, out, skip_up_to_date=True, show_progress=show_progress)
     log.info("[3/3] visualize")
-    if is_up_to_date(run_dir):
+    vis = VisualizeOptions()
+    if is_up_to_date(run_dir, figures_key(run_dir, vis), STAMP, (*FIGURES, "report.md")):
         log.info("figures up to date")
         report = run_dir / "report.md"
     else:
-        report = visualize(run_dir)
+        report = visualize(run_dir, vis)
     log.info("done in %.1f s", time.perf_counter() - t0)
     return report

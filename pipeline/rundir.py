@@ -29,6 +29,7 @@ from pipeline.files import (
     atomic_write_json,
     claim_dir,
     read_json,
+    read_latest,
     recover_dir,
     remove_stale_temps,
 )
@@ -42,6 +43,17 @@ HISTORY_COLUMNS = ("epoch", "updates", "wall_time_s", "train_loss", "train_acc",
                    "test_acc")
 
 
+def resolve_run_dir(run_dir: Path | None) -> Path:
+    if run_dir is not None:
+        if not Path(run_dir).is_dir():
+            raise UserError(f"run dir {run_dir} does not exist; run `qa train` first")
+        return Path(run_dir)
+    latest = read_latest(config.RUNS_DIR)
+    if latest is None:
+        raise UserError(f"no run in {config.RUNS_DIR}; run `qa train` first or pass RUN_DIR")
+    return latest
+
+
 def run_lock(run_dir: Path, command: str = "qa train") -> FileLock:
     """The lock that guards a run dir's folders and summary (waits for the holder)."""
     return FileLock(lock_path_for(run_dir), f"run dir {run_dir}", wait=True, command=command)
@@ -49,7 +61,8 @@ def run_lock(run_dir: Path, command: str = "qa train") -> FileLock:
 
 def open_run_dir(run_dir: Path) -> Path:
     """Create the run dir (or accept an existing one of ours) and recover it."""
-    claim_dir(run_dir, "run")
+    with run_lock(run_dir):  # two runs claiming one new dir must not see each other's marker
+        claim_dir(run_dir, "run")  # half-written and take the dir for a foreign one
     recover(run_dir)
     return run_dir
 

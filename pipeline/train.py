@@ -29,13 +29,14 @@ from pipeline.files import (
     atomic_write_json,
     atomic_write_text,
     history_csv,
-    load_json,
+    is_up_to_date,
     load_processed,
     make_temp_dir,
     package_versions,
     read_latest,
     replace_dir,
     sha256_file,
+    stamp_key,
     write_latest,
 )
 from pipeline.rundir import open_run_dir, run_lock, write_summary
@@ -55,17 +56,6 @@ def resolve_data_dir(data: Path | None) -> Path:
     return latest
 
 
-def resolve_run_dir(run_dir: Path | None) -> Path:
-    if run_dir is not None:
-        if not Path(run_dir).is_dir():
-            raise UserError(f"run dir {run_dir} does not exist; run `qa train` first")
-        return Path(run_dir)
-    latest = read_latest(config.RUNS_DIR)
-    if latest is None:
-        raise UserError(f"no run in {config.RUNS_DIR}; run `qa train` first or pass RUN_DIR")
-    return latest
-
-
 def data_fingerprint(ds: Dataset) -> str:
     """Checksum of the four arrays: says whether a run was made from this data."""
     import hashlib
@@ -74,28 +64,6 @@ def data_fingerprint(ds: Dataset) -> str:
     for name in ("X_train", "y_train", "X_test", "y_test"):
         h.update(sha256_file(ds.path / f"{name}.npy").encode())
     return h.hexdigest()[:16]
-
-
-def validate_study(study: StudyConfig) -> None:
-    unknown = [o for o in study.optimizers if o not in STUDY_DEFAULTS]
-    if unknown:
-        raise UserError(
-            f"unknown optimizer {unknown[0]!r}; choose from {', '.join(STUDY_DEFAULTS)} or all"
-        )
-    if study.epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {study.epochs}")
-    if study.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {study.seeds}")
-    for name in study.optimizers:
-        lr = study.lr_for(name)
-        if not (lr > 0 and math.isfinite(lr)):
-            raise UserError(f"learning rate of {name} must be positive, got {lr}")
-        bs = study.batch_for(name)
-        if bs is not None and bs < 1:
-            raise UserError(f"batch size of {name} must be >= 1, got {bs}")
-    if study.trajectory_points < 2:
-        raise UserError(f"--trajectory-points must be >= 2 (the first and the last weights), "
-                        f"got {study.trajectory_points}")
 
 
 def optimizer_settings(name: str, study: StudyConfig) -> dict:
@@ -129,12 +97,12 @@ def _record(name: str, seed: int, settings: dict, res) -> dict:
 def task_cost(name: str, settings: dict, n_train: int) -> int:
     """Rough relative cost of training one optimizer: updates per epoch x (1 + the state
     arrays its update sweeps), enough to order the worker tasks longest first."""
-    opt = _setup(name, settings, 0)[0]
+    opt = _optimizer_and_config(name, settings, 0)[0]
     bs = settings["batch_size"] or n_train
     return math.ceil(n_train / bs) * (1 + len(opt.slots()))
 
 
-def _setup(name: str, settings: dict, seed: int):
+def _optimizer_and_config(name: str, settings: dict, seed: int):
     opt = make_optimizer(name, lr=settings["lr"], **STUDY_DEFAULTS[name].hparams)
     cfg = TrainConfig(
         epochs=settings["epochs"], batch_size=settings["batch_size"], seed=seed,
@@ -147,7 +115,7 @@ def _run_one(args) -> list[dict]:
     """Train one (optimizer, seed); module-level so worker processes can run it."""
     name, seed, settings, X, y, Xt, yt = args
     model = TanhRegression(init_weights(X.shape[1], np.random.default_rng(seed), dtype=X.dtype))
-    opt, cfg = _setup(name, settings, seed)
+    opt, cfg = _optimizer_and_config(name, settings, seed)
     try:
         res = train(model, opt, X, y, cfg, eval_sets={"test": (Xt, yt)})
     except DivergenceError as e:
@@ -161,7 +129,7 @@ def _run_seeds(args) -> list[dict]:
     name, seeds, settings, X, y, Xt, yt = args
     W0 = np.stack([init_weights(X.shape[1], np.random.default_rng(s), dtype=X.dtype)
                    for s in seeds])
-    opt, cfg = _setup(name, settings, seeds[0])
+    opt, cfg = _optimizer_and_config(name, settings, seeds[0])
     try:
         results = train_members(TanhEnsemble(W0), opt, X, y, cfg, list(seeds),
                                 eval_sets={"test": (Xt, yt)})
@@ -170,7 +138,8 @@ def _run_seeds(args) -> list[dict]:
     return [_record(name, s, settings, r) for s, r in zip(seeds, results, strict=True)]
 
 
-def _call(task):
+def _run_task(task):
+    """Run one (function, arguments) task; module-level so worker processes can pickle it."""
     fn, args = task
     return fn(args)
 
@@ -187,20 +156,10 @@ def _write_optimizer_dir(run_dir: Path, name: str, settings: dict, fingerprint: 
                             weights=r.pop("_trajectory"), updates=r.pop("_traj_updates"))
         clean.append(r)
     atomic_write_json(tmp / "results.json", {
-        "settings": settings, "data_fingerprint": fingerprint, "records": clean,
+        "key": stamp_key(settings, fingerprint), "settings": settings,
+        "data_fingerprint": fingerprint, "records": clean,
     })
     replace_dir(tmp, run_dir / name)
-
-
-def is_up_to_date(run_dir: Path, name: str, settings: dict, fingerprint: str) -> bool:
-    f = run_dir / name / "results.json"
-    if not f.exists():
-        return False
-    try:
-        res = load_json(f)
-    except (OSError, ValueError):
-        return False
-    return res.get("settings") == settings and res.get("data_fingerprint") == fingerprint
 
 
 def run_study(
@@ -211,7 +170,7 @@ def run_study(
     show_progress: bool = True,
 ) -> Path:
     """Train every optimizer of ``study`` over its seeds; returns the run dir."""
-    validate_study(study)
+    study.validate()
     data_dir = resolve_data_dir(data)
     ds = load_processed(data_dir)
     run_dir = Path(out) if out is not None else config.RUNS_DIR / data_dir.resolve().name
@@ -223,7 +182,8 @@ def run_study(
     todo = []
     for name in study.optimizers:
         settings = optimizer_settings(name, study)
-        if skip_up_to_date and is_up_to_date(run_dir, name, settings, fingerprint):
+        if skip_up_to_date and is_up_to_date(run_dir / name, stamp_key(settings, fingerprint),
+                                             "results.json"):
             log.info("%s: up to date, skipped", name)
             continue
         todo.append((name, settings))
@@ -246,10 +206,10 @@ def run_study(
         remaining = {n: study.seeds for n, _ in todo}
         bar = tqdm(total=len(todo) * study.seeds, desc="train", unit="run",
                    disable=not show_progress)
-        jobs = max(1, min(study.jobs, len(tasks)))
+        jobs = max(1, min(study.jobs or default_jobs(), len(tasks)))
         pool = process_pool(jobs) if jobs > 1 else None
         try:
-            it = pool.map(_call, tasks) if pool else map(_call, tasks)
+            it = pool.map(_run_task, tasks) if pool else map(_run_task, tasks)
             for rec in (r for batch in it for r in batch):
                 name = rec["optimizer"]
                 results[name].append(rec)
@@ -290,4 +250,4 @@ def _summary_extra(ds: Dataset, fingerprint: str) -> dict:
 
 
 def default_jobs() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(config.MAX_JOBS, os.cpu_count() or 1))

@@ -12,18 +12,29 @@ Figures (written into the run dir):
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from models.tanh_regression import TanhEnsemble
-from pipeline.files import UserError, atomic_write_text, load_processed, read_json, save_png
-from pipeline.rundir import read_history, read_summary, read_trajectory, recover
+from pipeline import config
+from pipeline.errors import check_at_least
+from pipeline.files import (
+    UserError,
+    atomic_write_json,
+    atomic_write_text,
+    load_processed,
+    read_json,
+    save_png,
+    sha256_file,
+    stamp_key,
+)
+from pipeline.rundir import read_history, read_summary, read_trajectory, recover, resolve_run_dir
 
 log = logging.getLogger(__name__)
 
-TSNE_POINT_BUDGET = 1800  # t-SNE cost grows faster than the point count (docs/references.md)
 COLORS = {"gd": "#1f77b4", "sgd": "#ff7f0e", "adam": "#2ca02c", "momentum": "#d62728",
           "rmsprop": "#9467bd", "linesearch": "#8c564b", "adamw": "#e377c2"}
 
@@ -66,7 +77,7 @@ def subsample(n: int, k: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max(k, 2))).astype(int))
 
 
-def tsne_figure(runs: list[Run], path: Path, budget: int = TSNE_POINT_BUDGET) -> None:
+def tsne_figure(runs: list[Run], path: Path, budget: int = config.TSNE_POINTS) -> None:
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -290,7 +301,7 @@ def summary_table(runs: list[Run], threshold: float) -> list[dict]:
     return rows
 
 
-def _pm(x: tuple[float, float], digits: int = 3) -> str:
+def _mean_sd(x: tuple[float, float], digits: int = 3) -> str:
     return f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}"
 
 
@@ -302,8 +313,8 @@ def table_markdown(rows: list[dict], base: dict, threshold: float) -> str:
     for r in rows:
         t = "–" if r["time_to_threshold_s"] is None else f"{r['time_to_threshold_s']:.3f}"
         u = "–" if r["updates_to_threshold"] is None else f"{r['updates_to_threshold']:.0f}"
-        lines.append(f"| {r['optimizer']} | {_pm(r['train_loss'])} | {_pm(r['test_loss'])} | "
-                     f"{_pm(r['train_acc'])} | {_pm(r['test_acc'])} | {t} | {u} | "
+        lines.append(f"| {r['optimizer']} | {_mean_sd(r['train_loss'])} | {_mean_sd(r['test_loss'])} | "
+                     f"{_mean_sd(r['train_acc'])} | {_mean_sd(r['test_acc'])} | {t} | {u} | "
                      f"{r['reached']} | {r['updates_per_s']:.0f} | {r['wall_time_s']:.2f} |")
     lines.append(f"| *majority class ({base['majority_label']:+d})* | | | | "
                  f"{base['majority_test_acc']:.3f} | | | | | |")
@@ -332,9 +343,9 @@ with the majority-class and logistic-regression rows.
 
 ![curves against epochs](curves_epochs.png)
 
-One epoch is one pass over the training set: one update for full-batch GD and line search,
-one per row for batch-1 SGD, Adam, momentum and RMSprop. Epochs therefore flatter the
-stochastic methods; the next two figures put the optimizers on the same footing.
+One epoch is one pass over the training set ({n_train} rows); in this run {per_epoch}.
+Epochs therefore flatter the optimizers with small batches; the next two figures put the
+optimizers on the same footing.
 
 ## Against updates and wall-clock time
 
@@ -344,10 +355,7 @@ stochastic methods; the next two figures put the optimizers on the same footing.
 
 Updates count parameter changes (log scale). Wall time is the time spent in training steps on
 this machine, evaluation excluded; it depends on the machine and on the cost of one update
-(a line-search step costs several loss evaluations). All seeds of GD, SGD, Adam, momentum and
-RMSprop are trained together in one vectorised pass, and each seed is charged an equal share
-of that pass; line search runs one seed at a time. Both are honest costs per seed on this
-machine, but a single run alone would pay more per update than its share.
+(a line-search step costs several loss evaluations). {vectorised}
 
 ## Weight trajectories: t-SNE
 
@@ -375,29 +383,66 @@ curves (Antognini & Sohl-Dickstein 2018), so structure here is not proof of a si
 
 FIGURES = ("curves_epochs.png", "curves_updates.png", "curves_time.png",
            "trajectories_tsne.png", "landscape_pca.png")
+STAMP = ".visualized"  # {"key": ...}: what the figures were made from
 
 
-def _stamp(run_dir: Path, threshold: float, tsne_budget: int) -> str:
-    from pipeline.files import sha256_file
+@dataclass
+class VisualizeOptions:
+    threshold: float = config.VIS_THRESHOLD  # training loss whose first crossing is timed
+    tsne_points: int = config.TSNE_POINTS  # joint t-SNE budget
 
-    return f"{sha256_file(run_dir / 'summary.json')}|{threshold}|{tsne_budget}"
-
-
-def is_up_to_date(run_dir: Path, threshold: float = 0.5,
-                  tsne_budget: int = TSNE_POINT_BUDGET) -> bool:
-    stamp = run_dir / ".visualized"
-    return (stamp.exists() and (run_dir / "report.md").exists()
-            and all((run_dir / f).exists() for f in FIGURES)
-            and stamp.read_text() == _stamp(run_dir, threshold, tsne_budget))
+    def validate(self) -> None:
+        if not math.isfinite(self.threshold):
+            raise UserError(f"--threshold must be a number, got {self.threshold}")
+        check_at_least("--tsne-points", self.tsne_points, 2)
 
 
-def visualize(run_dir: Path, threshold: float = 0.5, tsne_budget: int = TSNE_POINT_BUDGET,
+def figures_key(run_dir: Path, opts: VisualizeOptions) -> str:
+    """What the figures depend on: the run (its summary) and the options."""
+    try:
+        summary = sha256_file(Path(run_dir) / "summary.json")
+    except OSError:
+        return ""
+    return stamp_key(summary, opts.threshold, opts.tsne_points)
+
+
+def _per_epoch(records: list[dict], n_train: int) -> str:
+    """'gd: full batch, 1 update per epoch; sgd: batch 1, 160 updates per epoch; ...'"""
+    seen = {}
+    for r in records:
+        seen.setdefault(r["optimizer"], r.get("batch_size"))
+    parts = []
+    for name, bs in seen.items():
+        bs = n_train if bs is None or bs >= n_train else bs
+        what = "full batch" if bs == n_train else f"batch {bs}"
+        n = math.ceil(n_train / bs)
+        parts.append(f"{name}: {what}, {n} update{'s' if n > 1 else ''} per epoch")
+    return "; ".join(parts)
+
+
+def _vectorised_note(optimizers: list[str]) -> str:
+    one_at_a_time = [o for o in optimizers if o == "linesearch"]
+    together = [o for o in optimizers if o != "linesearch"]
+    out = []
+    if together:
+        out.append(f"All seeds of {', '.join(together)} are trained together in one vectorised "
+                   "pass, and each seed is charged an equal share of that pass; a single run "
+                   "alone would pay more per update than its share.")
+    if one_at_a_time:
+        out.append("Line search needs one loss per run, so it runs one seed at a time.")
+    return " ".join(out)
+
+
+def visualize(run_dir: Path | None = None, opts: VisualizeOptions | None = None,
               data: Path | None = None) -> Path:
-    """Write every figure, summary_table.md and report.md into ``run_dir``; returns report."""
+    """Write every figure, summary_table.md and report.md into the run dir (default: the
+    latest run); returns the report's path."""
     import matplotlib
 
     matplotlib.use("Agg")
-    run_dir = Path(run_dir)
+    opts = opts or VisualizeOptions()
+    opts.validate()
+    run_dir = resolve_run_dir(run_dir)
     if data:
         data_path = Path(data)
     else:
@@ -413,25 +458,25 @@ def visualize(run_dir: Path, threshold: float = 0.5, tsne_budget: int = TSNE_POI
     curves_figure(runs, "updates", "updates", run_dir / "curves_updates.png", base)
     curves_figure(runs, "wall_time_s", "wall-clock time (s)", run_dir / "curves_time.png", base)
     log.info("t-SNE")
-    tsne_figure(runs, run_dir / "trajectories_tsne.png", tsne_budget)
+    tsne_figure(runs, run_dir / "trajectories_tsne.png", opts.tsne_points)
     log.info("landscape")
-    ls = landscape_figure(runs, ds.X_train, ds.y_train, run_dir / "landscape_pca.png")
-    rows = summary_table(runs, threshold)
-    table = table_markdown(rows, base, threshold)
+    plane = landscape_figure(runs, ds.X_train, ds.y_train, run_dir / "landscape_pca.png")
+    table = table_markdown(summary_table(runs, opts.threshold), base, opts.threshold)
     atomic_write_text(run_dir / "summary_table.md", table)
     emb = summary.get("data", {}).get("embed", {})
     embed = f"; embeddings: {emb.get('model')}, {emb.get('features')}" if emb else ""
     report = REPORT.format(
         name=run_dir.name, data=data_path, n_train=len(ds.y_train), n_test=len(ds.y_test),
         n_features=ds.X_train.shape[1], embed=embed,
-        seeds=len({r.seed for r in runs}), run_dir=run_dir, table=table, threshold=threshold,
-        row_pct=100.0 / len(ds.y_test), per_run=max(2, tsne_budget // len(runs)),
-        ls_seed=ls["seed"], ls_ref=ls["reference"],
-        ev1=100 * ls["explained_variance"][0], ev2=100 * ls["explained_variance"][1],
+        seeds=len({r.seed for r in runs}), run_dir=run_dir, table=table,
+        threshold=opts.threshold, row_pct=100.0 / len(ds.y_test),
+        per_run=max(2, opts.tsne_points // len(runs)),
+        per_epoch=_per_epoch(summary["results"], len(ds.y_train)),
+        vectorised=_vectorised_note(_optimizers(runs)),
+        ls_seed=plane["seed"], ls_ref=plane["reference"],
+        ev1=100 * plane["explained_variance"][0], ev2=100 * plane["explained_variance"][1],
     )
     atomic_write_text(run_dir / "report.md", report)
-    from pipeline.files import atomic_write_json
-
     atomic_write_json(run_dir / "baselines.json", base)
-    atomic_write_text(run_dir / ".visualized", _stamp(run_dir, threshold, tsne_budget))
+    atomic_write_json(run_dir / STAMP, {"key": figures_key(run_dir, opts)})
     return run_dir / "report.md"

@@ -77,7 +77,7 @@ def test_sentence_transformers_by_path_applies_prompts(tiny_st_model, tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     src = _csv(tmp_path / "pairs.csv")
-    opts = EmbedOptions(model=str(tiny_st_model), query_prompt="query: ",
+    opts = EmbedOptions(embedder=str(tiny_st_model), query_prompt="query: ",
                         passage_prompt="passage: ", test_size=0.5, device="cpu")
     out = embed_stage(src, opts, show_progress=False)
     ds = load_processed(out)
@@ -124,7 +124,7 @@ def test_bundled_backend(bundled):
 def test_cache_hit_partial_hit_and_corrupt(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     src = _csv(tmp_path / "pairs.csv", 4)
-    opts = EmbedOptions(model="bundled", test_size=0.5)
+    opts = EmbedOptions(embedder="bundled", test_size=0.5)
     out = embed_stage(src, opts, show_progress=False)
     assert json.loads((out / "meta.json").read_text())["texts_embedded"] == 4 + 8
 
@@ -153,7 +153,7 @@ def test_cache_hit_partial_hit_and_corrupt(tmp_path, monkeypatch):
         cache = TextCache(config.EMBED_CACHE_DIR, "bundled")
     assert cache.vecs == {}
     df.to_csv(src, index=False)  # back to the first input, with a new split seed
-    out3 = embed_stage(src, EmbedOptions(model="bundled", test_size=0.5, seed=7),
+    out3 = embed_stage(src, EmbedOptions(embedder="bundled", test_size=0.5, seed=7),
                        show_progress=False)
     assert json.loads((out3 / "meta.json").read_text())["texts_embedded"] == 12
     assert TextCache(config.EMBED_CACHE_DIR, "bundled").vecs
@@ -231,7 +231,7 @@ def test_processed_arrays_load_as_float32(tmp_path):
 def test_bundled_embedder_takes_the_batch_size():
     from pipeline.embed import EmbedOptions, _load_embedder
 
-    emb = _load_embedder(EmbedOptions(model="bundled", batch_size=7), "query: ", "passage: ", False)
+    emb = _load_embedder(EmbedOptions(embedder="bundled", batch_size=7), "query: ", "passage: ", False)
     assert emb.batch_size == 7  # was silently 64 whatever --batch-size said
     seen = []
     real = emb.model.encode

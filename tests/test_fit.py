@@ -21,7 +21,7 @@ def test_tasks_are_what_they_say():
 
 @pytest.mark.parametrize("task", ["cubic", "sincos"])
 def test_fit_learns_and_writes_figures(task, tmp_path):
-    m = run_fit(FitConfig(task=task, epochs=60, n_train=400, n_test=200), tmp_path)
+    m, _ = run_fit(FitConfig(task=task, epochs=60, n_train=400, n_test=200), tmp_path)
     assert m["r2_test"] > 0.9
     assert (tmp_path / "prediction.png").stat().st_size > 10_000
     assert (tmp_path / "loss.png").stat().st_size > 5_000

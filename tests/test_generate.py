@@ -17,8 +17,8 @@ from pipeline.cli import main
 from pipeline.files import UserError
 from pipeline.generate import (
     GenerateOptions,
-    Generator,
     Journal,
+    QuestionWriter,
     generate,
     make_client,
     normalise_question,
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def opts(fake, tmp_path, **kw) -> GenerateOptions:
-    base = dict(model="fake-model", n=6, out=tmp_path / "gen.csv", concurrency=1,
+    base = dict(llm="fake-model", n=6, out=tmp_path / "gen.csv", concurrency=1,
                 host=fake.host, backoff_base=0.01, backoff_max=0.05, read_timeout=5.0,
                 show_progress=False)
     base.update(kw)
@@ -185,7 +185,7 @@ def test_missing_model_names_the_pull_command(runner, tmp_path):
 
 def test_pull_then_generate(tmp_path):
     with FakeOllama(models=()) as fake:
-        out = generate(opts(fake, tmp_path, model="tiny:1b", n=4, pull=True))
+        out = generate(opts(fake, tmp_path, llm="tiny:1b", n=4, pull=True))
         assert "tiny:1b" in fake.models
     check_dataset(rows(out), 4)
 
@@ -267,7 +267,7 @@ def test_answer_arriving_after_ctrl_c_is_dropped(tmp_path):
     journal = Journal(tmp_path / "gen.jsonl")
     with FakeOllama() as fake:
         o = opts(fake, tmp_path)
-        gen = Generator(o, make_client(o), journal)
+        gen = QuestionWriter(o, make_client(o), journal)
         assert gen.run_slot(0) == "accepted"
         journal.freeze()  # what generate() does on KeyboardInterrupt
         assert gen.run_slot(1) == "stopped"

