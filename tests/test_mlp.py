@@ -185,3 +185,23 @@ def test_input_dropout_only_in_training():
     plain = MLP([10, 20, 3], seed=0)
     np.testing.assert_array_equal(net.forward(X), plain.forward(X))
     assert not np.allclose(net.forward(X, training=True), plain.forward(X))
+
+
+def test_weight_decay_leaves_the_biases_alone():
+    """The MLP's rule: L2 and weight decay touch weight matrices only; the optimizer alone
+    (no no_decay given) decays every parameter, as torch.optim does."""
+    from models.optimizers import make_optimizer
+
+    model = MLP([3, 4, 2], seed=0)
+    for p in model.params.values():
+        p[...] = 1.0
+    zero = {k: np.zeros_like(v) for k, v in model.params.items()}
+    opt = make_optimizer("adamw", lr=0.1, weight_decay=0.5)
+    opt.no_decay = model.no_decay()
+    opt.step(model.params, zero)
+    assert model.no_decay() == {"b0", "b1"}
+    np.testing.assert_allclose(model.params["W0"], 0.95)  # theta -= lr * wd * theta
+    np.testing.assert_array_equal(model.params["b0"], 1.0)
+    plain = {k: np.ones(3) for k in ("W", "b")}
+    make_optimizer("sgd", lr=0.1, weight_decay=0.5).step(plain, {k: np.zeros(3) for k in plain})
+    np.testing.assert_allclose(plain["b"], 0.95)  # no exceptions: torch.optim parity

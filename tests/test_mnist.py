@@ -138,3 +138,14 @@ def test_training_loop_refuses_an_empty_training_set():
     with pytest.raises(ValueError, match="training set is empty"):
         train(MLP([4, 3]), make_optimizer("sgd", lr=0.1), np.zeros((0, 4)), np.zeros(0, int),
               TrainConfig(epochs=1))
+
+
+def test_val_size_zero_trains_on_every_row(mnist_subset, runner, tmp_path):
+    res = runner.invoke(main, ["mnist", "train", "--data-dir", str(mnist_subset), "--epochs", "1",
+                               "--layers", "32", "--val-size", "0", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert m["best_val_acc"] is None and m["epochs_run"] == 1 and m["test_acc"] > 0.15  # chance 0.1
+    res = runner.invoke(main, ["mnist", "train", "--data-dir", str(mnist_subset), "--val-size", "0",
+                               "--patience", "2", "--out", str(tmp_path / "m2")])
+    assert res.exit_code != 0 and "--patience" in res.output.strip().splitlines()[-1]

@@ -126,3 +126,16 @@ def test_pca_plane_of_a_straight_path():
     (d1, d2), ratio = pca_plane(D)
     assert abs(d1 @ d2) < 1e-12 and np.linalg.norm(d2) == pytest.approx(1.0)
     assert ratio[0] == pytest.approx(1.0) and ratio[1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_report_describes_the_run_it_reports(processed, tmp_path, runner):
+    """Batch sizes and optimizers come from the run, not from the defaults."""
+    run = tmp_path / "run"
+    assert runner.invoke(main, ["train", "--data", str(processed), "-o", "adam", "-o", "gd",
+                                "--batch-size", "adam=8", "--seeds", "1", "--epochs", "2",
+                                "--jobs", "1", "--out", str(run)]).exit_code == 0
+    assert runner.invoke(main, ["visualize", str(run)]).exit_code == 0
+    report = (run / "report.md").read_text()
+    assert "adam: batch 8, 20 updates per epoch" in report  # 160 rows / 8
+    assert "gd: full batch, 1 update per epoch" in report
+    assert "momentum" not in report and "RMSprop" not in report and "Line search" not in report
