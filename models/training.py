@@ -139,6 +139,86 @@ class TrajectoryRecorder:
         return np.stack(self.points), np.asarray(self.updates, dtype=np.int64)
 
 
+class EarlyStopping:
+    """Stop after ``patience`` epochs in which the monitored loss did not improve by more than
+    ``min_delta``, keeping a copy of the best weights to restore (scikit-learn keeps this
+    bookkeeping apart from the batch loop too, in ``_update_no_improvement_count``)."""
+
+    def __init__(self, patience: int, min_delta: float) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best_loss, self.best_epoch, self.best_params, self.bad = math.inf, None, None, 0
+
+    def should_stop(self, epoch: int, loss: float, params: Params) -> bool:
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.bad = loss, epoch, 0
+            self.best_params = {k: v.copy() for k, v in params.items()}
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self, params: Params) -> None:
+        if self.best_params is not None:
+            for k, v in self.best_params.items():
+                params[k][...] = v
+
+
+class GradNormWatch:
+    """Warns once when the mean gradient norm of an epoch grows ``factor``-fold over epoch 1."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor, self.first, self.notes = factor, None, []
+
+    def epoch(self, epoch: int, mean_gnorm: float) -> None:
+        if self.first is None:
+            self.first = mean_gnorm
+        elif 0 < self.first and self.factor * self.first < mean_gnorm and not self.notes:
+            msg = (f"gradient norm grew from {self.first:.3g} to {mean_gnorm:.3g} by epoch "
+                   f"{epoch}: training may be diverging")
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            self.notes.append(msg)
+
+
+def check_finite(loss, grad_sq, epoch: int, update: int) -> None:
+    """DivergenceError unless the loss and the squared gradient norm (scalars, or arrays of
+    one value per ensemble member) are finite."""
+    if np.ndim(loss) == 0:
+        if not math.isfinite(loss):
+            raise DivergenceError(epoch, update, "the loss")
+        if not math.isfinite(grad_sq):
+            raise DivergenceError(epoch, update, "the gradient")
+        return
+    finite = np.isfinite(loss + grad_sq)  # both are >= 0: the sum is finite iff both are
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise DivergenceError(epoch, update, f"member {bad}'s loss or gradient")
+
+
+def _evaluate(model, X, y, eval_sets, train_rows: int | None) -> dict:
+    """Loss and accuracy on (the first ``train_rows`` of) the training set and each eval set."""
+    k = train_rows or X.shape[0]
+    out = {}
+    out["train_loss"], out["train_acc"] = model.evaluate(X[:k], y[:k])
+    for name, (Xe, ye) in eval_sets.items():
+        out[f"{name}_loss"], out[f"{name}_acc"] = model.evaluate(Xe, ye)
+    return out
+
+
+def _epoch_order(rng, X, y, bs: int, buffers: list) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch's rows: shuffled into reused buffers for mini-batches, as they are for one
+    full batch."""
+    if bs >= X.shape[0]:
+        return X, y
+    if not buffers:
+        buffers += [np.empty_like(X), np.empty_like(y)]
+    return shuffle_into(rng, X, y, *buffers)
+
+
+def _batch_size(config: TrainConfig, n: int) -> int:
+    if n == 0:
+        raise ValueError("the training set is empty: nothing to train on")
+    return n if config.batch_size is None else min(config.batch_size, n)
+
+
 def train(
     model: Model,
     optimizer: Optimizer,
@@ -161,24 +241,18 @@ def train(
     """
     eval_sets = eval_sets or {}
     n = X.shape[0]
-    if n == 0:
-        raise ValueError("the training set is empty: nothing to train on")
-    bs = n if config.batch_size is None else min(config.batch_size, n)
-    per_epoch = math.ceil(n / bs)
+    bs = _batch_size(config, n)
     rng = np.random.default_rng(config.seed)
-    recorder = TrajectoryRecorder(config.epochs * per_epoch, config.max_trajectory_points)
+    recorder = TrajectoryRecorder(config.epochs * math.ceil(n / bs), config.max_trajectory_points)
     monitor = config.monitor or (next(iter(eval_sets)) if eval_sets else "train")
-    base_lr = optimizer.lr
+    stopper = (EarlyStopping(config.patience, config.min_delta) if config.patience is not None
+               else None)
+    watch, base_lr, buffers = GradNormWatch(config.explode_factor), optimizer.lr, []
     history: dict[str, list[float]] = {}
-    notes: list[str] = []
 
     def log(epoch: int, wall: float, updates: int, gnorm: float) -> dict[str, float]:
-        rec = {"epoch": epoch, "updates": updates, "wall_time_s": wall,
-               "grad_norm": gnorm, "lr": optimizer.lr}
-        k = config.train_eval_size or n
-        rec["train_loss"], rec["train_acc"] = model.evaluate(X[:k], y[:k])
-        for name, (Xe, ye) in eval_sets.items():
-            rec[f"{name}_loss"], rec[f"{name}_acc"] = model.evaluate(Xe, ye)
+        rec = {"epoch": epoch, "updates": updates, "wall_time_s": wall, "grad_norm": gnorm,
+               "lr": optimizer.lr, **_evaluate(model, X, y, eval_sets, config.train_eval_size)}
         for key, v in rec.items():
             history.setdefault(key, []).append(float(v))
         return rec
@@ -186,81 +260,64 @@ def train(
     log(0, 0.0, 0, float("nan"))
     if recorder.next_mark == 0:
         recorder.record(0, model.params)
-    best_loss, best_epoch, best_params, bad = math.inf, None, None, 0
-    first_gnorm = None
-    updates, wall, stopped = 0, 0.0, False
-    shuffled = None  # buffers for the shuffled copy, reused every epoch
-    loss_fn_needed = optimizer.needs_loss_fn
-
-    for epoch in range(1, config.epochs + 1):
-        if config.schedule is not None:
-            prev = history[f"{monitor}_loss"][-1] if f"{monitor}_loss" in history else None
-            optimizer.lr = config.schedule.lr(epoch - 1, prev if epoch > 1 else None)
+    updates, wall, stopped, epoch = 0, 0.0, False, 0
+    while not stopped and epoch < config.epochs:
+        epoch += 1
+        if config.schedule is not None:  # from the monitored loss of the epoch before
+            prev = history.get(f"{monitor}_loss", [None])[-1] if epoch > 1 else None
+            optimizer.lr = config.schedule.lr(epoch - 1, prev)
         t0 = time.perf_counter()
-        if bs < n:  # one shuffled contiguous copy per epoch, then cheap slices
-            if shuffled is None:
-                shuffled = np.empty_like(X), np.empty_like(y)
-            Xs, ys = shuffle_into(rng, X, y, *shuffled)
-        else:
-            Xs, ys = X, y
-        gsum = 0.0
-        for start in range(0, n, bs):
-            Xb, yb = Xs[start:start + bs], ys[start:start + bs]
-            loss, grads = model.loss_and_grads(Xb, yb)
-            gsq = 0.0
-            for g in grads.values():
-                gsq += float(np.vdot(g, g))
-            if not math.isfinite(loss):
-                raise DivergenceError(epoch, updates + 1, "the loss")
-            if not math.isfinite(gsq):
-                raise DivergenceError(epoch, updates + 1, "the gradient")
-            gnorm = math.sqrt(gsq)
-            gsum += gnorm
-            if config.grad_clip is not None:
-                clip_global_norm(grads, config.grad_clip, gnorm)
-            if loss_fn_needed:
-                optimizer.step(model.params, grads,
-                               loss_fn=lambda p, Xb=Xb, yb=yb: model.loss(Xb, yb, p))
-            else:
-                optimizer.step(model.params, grads)
-            updates += 1
-            if updates == recorder.next_mark:
-                recorder.record(updates, model.params)
-            if on_batch is not None:
-                on_batch(epoch, loss, grads)
+        Xs, ys = _epoch_order(rng, X, y, bs, buffers)
+        updates, gsum = _epoch(model, optimizer, Xs, ys, bs, config.grad_clip, epoch, updates,
+                               recorder, on_batch)
         wall += time.perf_counter() - t0
-        mean_gnorm = gsum / per_epoch
-        rec = log(epoch, wall, updates, mean_gnorm)
-        if not math.isfinite(rec["train_loss"]):
-            raise DivergenceError(epoch, updates, "the training loss")
-        if first_gnorm is None:
-            first_gnorm = mean_gnorm
-        elif first_gnorm > 0 and mean_gnorm > config.explode_factor * first_gnorm and not notes:
-            msg = (f"gradient norm grew from {first_gnorm:.3g} to {mean_gnorm:.3g} by epoch "
-                   f"{epoch}: training may be diverging")
-            warnings.warn(msg, RuntimeWarning, stacklevel=2)
-            notes.append(msg)
+        rec = log(epoch, wall, updates, gsum / math.ceil(n / bs))
+        check_finite(rec["train_loss"], 0.0, epoch, updates)
+        watch.epoch(epoch, rec["grad_norm"])
         if progress is not None:
             progress(epoch, rec)
-        if config.patience is not None:
-            current = rec[f"{monitor}_loss"]
-            if current < best_loss - config.min_delta:
-                best_loss, best_epoch, bad = current, epoch, 0
-                best_params = {k: v.copy() for k, v in model.params.items()}
-            else:
-                bad += 1
-                if bad >= config.patience:
-                    stopped = True
-                    break
-
-    if stopped and best_params is not None:  # restore the best weights
-        for k, v in best_params.items():
-            model.params[k][...] = v
+        stopped = stopper is not None and stopper.should_stop(epoch, rec[f"{monitor}_loss"],
+                                                              model.params)
+    if stopped:
+        stopper.restore(model.params)
     trajectory, traj_updates = recorder.finish(updates, model.params)
-    if config.schedule is not None:  # leave the optimizer as it came
-        optimizer.lr = base_lr
+    optimizer.lr = base_lr  # leave the optimizer as it came (a schedule changed it)
     return TrainResult(history, trajectory, traj_updates, updates, wall,
-                       best_epoch, stopped, notes)
+                       stopper.best_epoch if stopper else None, stopped, watch.notes)
+
+
+def _epoch(model, optimizer: Optimizer, Xs: np.ndarray, ys: np.ndarray, bs: int,
+           grad_clip: float | None, epoch: int, updates: int, recorder: TrajectoryRecorder,
+           on_batch) -> tuple[int, float]:
+    """One pass over the (shuffled) rows in batches of ``bs``; returns the update count after
+    it and the sum of the batches' gradient norms."""
+    gsum = 0.0
+    for start in range(0, Xs.shape[0], bs):
+        Xb, yb = Xs[start:start + bs], ys[start:start + bs]
+        loss, grads = model.loss_and_grads(Xb, yb)
+        gsq = 0.0
+        for g in grads.values():
+            gsq += float(np.vdot(g, g))
+        check_finite(loss, gsq, epoch, updates + 1)
+        gnorm = math.sqrt(gsq)
+        gsum += gnorm
+        if grad_clip is not None:
+            clip_global_norm(grads, grad_clip, gnorm)
+        _step(optimizer, model, grads, Xb, yb)
+        updates += 1
+        if updates == recorder.next_mark:
+            recorder.record(updates, model.params)
+        if on_batch is not None:
+            on_batch(epoch, loss, grads)
+    return updates, gsum
+
+
+def _step(optimizer: Optimizer, model, grads: Params, Xb: np.ndarray, yb: np.ndarray) -> None:
+    """One optimizer step; a line search also gets the loss on the same batch."""
+    if optimizer.needs_loss_fn:
+        optimizer.step(model.params, grads, loss_fn=lambda p: model.loss(Xb, yb, p))
+    else:
+        optimizer.step(model.params, grads)
 
 
 def train_members(
@@ -284,7 +341,7 @@ def train_members(
     eval_sets = eval_sets or {}
     S, n = len(seeds), X.shape[0]
     assert model.n_members == S
-    bs = n if config.batch_size is None else min(config.batch_size, n)
+    bs = _batch_size(config, n)
     per_epoch = math.ceil(n / bs)
     rngs = [np.random.default_rng(s) for s in seeds]
     recorders = [TrajectoryRecorder(config.epochs * per_epoch, config.max_trajectory_points)
@@ -295,10 +352,7 @@ def train_members(
     def log(epoch: int, wall: float, updates: int, gnorm: np.ndarray) -> None:
         cols = {"epoch": np.full(S, epoch), "updates": np.full(S, updates),
                 "wall_time_s": np.full(S, wall / S), "grad_norm": gnorm,
-                "lr": np.full(S, optimizer.lr)}
-        cols["train_loss"], cols["train_acc"] = model.evaluate(X, y)
-        for name, (Xe, ye) in eval_sets.items():
-            cols[f"{name}_loss"], cols[f"{name}_acc"] = model.evaluate(Xe, ye)
+                "lr": np.full(S, optimizer.lr), **_evaluate(model, X, y, eval_sets, None)}
         for k, v in cols.items():
             for s in range(S):
                 histories[s].setdefault(k, []).append(float(v[s]))
@@ -313,26 +367,9 @@ def train_members(
     updates, wall = 0, 0.0
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        if bs < n:  # member s sees its own shuffle, drawn as train() would draw it
-            perms = np.stack([r.permutation(n) for r in rngs])  # (S, N)
-        gsum = np.zeros(S)
-        for start in range(0, n, bs):
-            if bs < n:  # gather the S batches: cheaper than a shuffled (S, N, D) copy per epoch
-                rows = perms[:, start:start + bs]
-                Xb, yb = X[rows], y[rows]  # (S, B, D), (S, B)
-            else:
-                Xb, yb = X, y
-            loss, grads = model.loss_and_grads(Xb, yb)
-            g = grads["w"]
-            gsq = np.vecdot(g, g)
-            finite = np.isfinite(loss + gsq)  # both are >= 0: the sum is finite iff both are
-            if not finite.all():
-                bad = int(np.flatnonzero(~finite)[0])
-                raise DivergenceError(epoch, updates + 1, f"member {bad}'s loss or gradient")
-            gsum += np.sqrt(gsq)
-            optimizer.step(model.params, grads)
-            updates += 1
-            record(updates)
+        # member s sees its own shuffle, drawn as train() would draw it
+        perms = np.stack([r.permutation(n) for r in rngs]) if bs < n else None  # (S, N)
+        updates, gsum = _members_epoch(model, optimizer, X, y, perms, bs, epoch, updates, record)
         wall += time.perf_counter() - t0
         log(epoch, wall, updates, gsum / per_epoch)
     results = []
@@ -340,3 +377,26 @@ def train_members(
         traj, traj_updates = rec.finish(updates, {"w": W[s]})
         results.append(TrainResult(histories[s], traj, traj_updates, updates, wall / S))
     return results
+
+
+def _members_epoch(model, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
+                   perms: np.ndarray | None, bs: int, epoch: int, updates: int,
+                   record) -> tuple[int, np.ndarray]:
+    """One pass of every member over its own order ``perms`` (None: one full batch); returns
+    the update count after it and each member's sum of gradient norms."""
+    gsum = 0.0
+    for start in range(0, X.shape[0], bs):
+        if perms is not None:  # gather the S batches: cheaper than a shuffled (S, N, D) copy
+            rows = perms[:, start:start + bs]
+            Xb, yb = X[rows], y[rows]  # (S, B, D), (S, B)
+        else:
+            Xb, yb = X, y
+        loss, grads = model.loss_and_grads(Xb, yb)
+        g = grads["w"]
+        gsq = np.vecdot(g, g)  # (S,)
+        check_finite(loss, gsq, epoch, updates + 1)
+        gsum += np.sqrt(gsq)
+        optimizer.step(model.params, grads)
+        updates += 1
+        record(updates)
+    return updates, gsum

@@ -508,6 +508,49 @@ def generate(opts: GenerateOptions) -> Path:
         return _generate_locked(opts, out)
 
 
+def _slot_order(journal: Journal):
+    """Slots to open: gaps first (requests in flight when a previous run died), then new."""
+    done = {it["slot"] for it in journal.items}
+    top = max(done, default=-1) + 1
+    return itertools.chain((s for s in range(top) if s not in done), itertools.count(top))
+
+
+def _run_slots(gen: QuestionWriter, want: int, have: int, bar) -> None:
+    """Keep ``concurrency`` slots in flight until ``want`` questions are journaled or twice
+    the missing number of slots has been opened."""
+    journal, concurrency = gen.journal, gen.opts.concurrency
+    slots, budget = _slot_order(journal), (want - have) * 2
+    pool = ThreadPoolExecutor(concurrency)
+    running: set = set()
+    opened, interrupted = 0, False
+    try:
+        while True:
+            accepted = len(journal.items)
+            while len(running) < concurrency and accepted + len(running) < want and opened < budget:
+                running.add(pool.submit(gen.run_slot, next(slots)))
+                opened += 1
+            if not running:
+                break
+            finished, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            for f in finished:
+                f.result()  # re-raises FatalError and programming errors
+            bar.n = min(len(journal.items), want)
+            bar.set_postfix_str(f"accepted {gen.stats.accepted} "
+                                f"rejected {sum(gen.stats.rejected.values())}")
+            bar.refresh()
+    except KeyboardInterrupt:
+        interrupted = True
+        journal.freeze()  # answers still in flight cannot land behind the CSV written now
+        raise
+    except FatalError as e:
+        raise UserError(str(e)) from e
+    finally:
+        # in-flight requests see the stop event within a fraction of a second (their reads
+        # are sliced); after Ctrl-C the frozen journal drops what they bring
+        gen.stop.set()
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
 def _generate_locked(opts: GenerateOptions, out: Path) -> Path:
     from tqdm import tqdm
 
@@ -525,55 +568,19 @@ def _generate_locked(opts: GenerateOptions, out: Path) -> Path:
         client = make_client(opts)
         preflight(client, opts)
         gen = QuestionWriter(opts, client, journal)
-        done_slots = {it["slot"] for it in journal.items}
-        top = max(done_slots, default=-1) + 1
-        # gaps first (requests in flight when a previous run died), then new slots
-        slots = itertools.chain((s for s in range(top) if s not in done_slots),
-                                itertools.count(top))
-        budget = (want - have) * 2  # slots we may open before giving up
         bar = tqdm(total=want, initial=have, desc="generate", unit="q",
                    disable=not opts.show_progress)
-        pool = ThreadPoolExecutor(opts.concurrency)
-        running: set = set()
-        opened = 0
-        interrupted = False
         try:
-            while True:
-                accepted = len(journal.items)
-                while (len(running) < opts.concurrency and accepted + len(running) < want
-                       and opened < budget):
-                    running.add(pool.submit(gen.run_slot, next(slots)))
-                    opened += 1
-                if not running:
-                    break
-                finished, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    f.result()  # re-raises FatalError and programming errors
-                bar.n = min(len(journal.items), want)
-                rej = sum(gen.stats.rejected.values())
-                bar.set_postfix_str(f"accepted {gen.stats.accepted} rejected {rej}")
-                bar.refresh()
+            _run_slots(gen, want, have, bar)
         except KeyboardInterrupt:
-            interrupted = True
-            gen.stop.set()
-            journal.freeze()
-            pool.shutdown(wait=False, cancel_futures=True)
             bar.close()
             n_rows = write_csv(journal.items, out, opts.n)
             log.warning("interrupted: %s", gen.stats.line(time.perf_counter() - t0,
                                                           len(journal.items), want))
             log.warning("kept %d rows; rerun the same command to resume", n_rows)
             raise
-        except FatalError as e:
-            gen.stop.set()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise UserError(str(e)) from e
         finally:
             bar.close()
-            # in-flight requests see the stop event within a fraction of a second (their reads
-            # are sliced), and after Ctrl-C the frozen journal drops what they bring
-            gen.stop.set()
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
         rows = write_csv(journal.items, out, opts.n)
         summary = gen.stats.line(time.perf_counter() - t0, min(len(journal.items), want), want)
         if rows < opts.n:

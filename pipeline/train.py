@@ -189,50 +189,61 @@ def run_study(
         todo.append((name, settings))
 
     if todo:
-        from tqdm import tqdm
-
-        data = (ds.X_train, ds.y_train, ds.X_test, ds.y_test)
-        tasks = []  # line search needs one loss per run; the others train all seeds at once
-        for n, st in todo:
-            cost = task_cost(n, st, len(ds.y_train))
-            if make_optimizer(n, lr=st["lr"]).needs_loss_fn:
-                tasks += [(cost, _run_one, (n, s, st, *data)) for s in range(study.seeds)]
-            else:
-                tasks.append((cost, _run_seeds, (n, tuple(range(study.seeds)), st, *data)))
-        # longest first, so that the workers finish together instead of one starting a long
-        # run as the other ends
-        tasks = [(fn, args) for _, fn, args in sorted(tasks, key=lambda t: -t[0])]
-        results: dict[str, list[dict]] = {n: [] for n, _ in todo}
-        remaining = {n: study.seeds for n, _ in todo}
-        bar = tqdm(total=len(todo) * study.seeds, desc="train", unit="run",
-                   disable=not show_progress)
-        jobs = max(1, min(study.jobs or default_jobs(), len(tasks)))
-        pool = process_pool(jobs) if jobs > 1 else None
-        try:
-            it = pool.map(_run_task, tasks) if pool else map(_run_task, tasks)
-            for rec in (r for batch in it for r in batch):
-                name = rec["optimizer"]
-                results[name].append(rec)
-                remaining[name] -= 1
-                bar.update(1)
-                bar.set_postfix_str(f"{name} seed {rec['seed']}: "
-                                    + (f"test acc {rec['final_test_acc']:.2f}"
-                                       if "diverged" not in rec else "diverged"))
-                if "diverged" in rec:
-                    log.warning("%s seed %d: %s", name, rec["seed"], rec["diverged"])
-                if remaining[name] == 0:  # this optimizer is complete: land it atomically
-                    settings = dict(todo)[name]
-                    with run_lock(run_dir):
-                        _write_optimizer_dir(run_dir, name, settings, fingerprint, results[name])
-                        write_summary(run_dir, _summary_extra(ds, fingerprint))
-        finally:
-            bar.close()
-            if pool:
-                pool.shutdown(cancel_futures=True)
+        _train_and_land(todo, study, ds, run_dir, fingerprint, show_progress)
     with run_lock(run_dir):
         write_summary(run_dir, _summary_extra(ds, fingerprint))
     write_latest(config.RUNS_DIR, run_dir)
     return run_dir
+
+
+def _tasks(todo: list[tuple[str, dict]], seeds: int, ds: Dataset) -> list[tuple]:
+    """(function, arguments) per worker task, longest first, so that the workers finish
+    together instead of one starting a long run as the other ends. Line search needs one loss
+    per run; the other optimizers train all their seeds at once."""
+    data = (ds.X_train, ds.y_train, ds.X_test, ds.y_test)
+    tasks = []
+    for n, st in todo:
+        cost = task_cost(n, st, len(ds.y_train))
+        if make_optimizer(n, lr=st["lr"]).needs_loss_fn:
+            tasks += [(cost, _run_one, (n, s, st, *data)) for s in range(seeds)]
+        else:
+            tasks.append((cost, _run_seeds, (n, tuple(range(seeds)), st, *data)))
+    return [(fn, args) for _, fn, args in sorted(tasks, key=lambda t: -t[0])]
+
+
+def _train_and_land(todo: list[tuple[str, dict]], study: StudyConfig, ds: Dataset,
+                    run_dir: Path, fingerprint: str, show_progress: bool) -> None:
+    """Run the tasks (in worker processes when there are several) and land each optimizer's
+    folder, under the run dir's lock, as soon as its last seed is in."""
+    from tqdm import tqdm
+
+    tasks = _tasks(todo, study.seeds, ds)
+    results: dict[str, list[dict]] = {n: [] for n, _ in todo}
+    remaining = {n: study.seeds for n, _ in todo}
+    bar = tqdm(total=len(todo) * study.seeds, desc="train", unit="run", disable=not show_progress)
+    jobs = max(1, min(study.jobs or default_jobs(), len(tasks)))
+    pool = process_pool(jobs) if jobs > 1 else None
+    try:
+        it = pool.map(_run_task, tasks) if pool else map(_run_task, tasks)
+        for rec in (r for batch in it for r in batch):
+            name = rec["optimizer"]
+            results[name].append(rec)
+            remaining[name] -= 1
+            bar.update(1)
+            bar.set_postfix_str(f"{name} seed {rec['seed']}: "
+                                + (f"test acc {rec['final_test_acc']:.2f}"
+                                   if "diverged" not in rec else "diverged"))
+            if "diverged" in rec:
+                log.warning("%s seed %d: %s", name, rec["seed"], rec["diverged"])
+            if remaining[name] == 0:  # this optimizer is complete: land it atomically
+                with run_lock(run_dir):
+                    _write_optimizer_dir(run_dir, name, dict(todo)[name], fingerprint,
+                                         results[name])
+                    write_summary(run_dir, _summary_extra(ds, fingerprint))
+    finally:
+        bar.close()
+        if pool:
+            pool.shutdown(cancel_futures=True)
 
 
 def _summary_extra(ds: Dataset, fingerprint: str) -> dict:
