@@ -37,6 +37,7 @@ def bundled_csv() -> Path:
 # ---------------------------------------------------------------------------- generate
 GEN_MODEL = "hf.co/ytu-ce-cosmos/Turkish-Gemma-9b-T1-GGUF:Q4_K_M"
 GEN_N = 200  # labelled rows: n/2 questions x (one correct, one incorrect)
+OLLAMA_HOST = "http://127.0.0.1:11434"  # when neither --host nor $OLLAMA_HOST says, as ollama
 GEN_CONCURRENCY = 2  # Ollama serves OLLAMA_NUM_PARALLEL requests at once (default 1)
 GEN_TEMPERATURE = 0.8  # enough variety across questions of one topic
 GEN_NUM_PREDICT = 512  # bounded answer length; reasoning text is stripped anyway

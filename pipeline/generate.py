@@ -317,7 +317,7 @@ class FatalError(Exception):
 
 # ------------------------------------------------------------------------------ client
 def host_of(opts: GenerateOptions) -> str:
-    return opts.host or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+    return opts.host or os.environ.get("OLLAMA_HOST") or config.OLLAMA_HOST
 
 
 def make_client(opts: GenerateOptions):

@@ -72,7 +72,7 @@ def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs) -> 
 @click.option("--concurrency", "-c", default=config.GEN_CONCURRENCY, show_default=True, type=int,
               help="Parallel requests (match the server's OLLAMA_NUM_PARALLEL).")
 @click.option("--host", default=None,
-              help="Ollama server URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434).")
+              help=f"Ollama server URL (default: $OLLAMA_HOST, else {config.OLLAMA_HOST}).")
 @click.option("--pull", is_flag=True, help="Pull the model first if the server lacks it.")
 @click.option("--temperature", default=config.GEN_TEMPERATURE, show_default=True, type=float,
               help="Sampling temperature.")
