@@ -35,16 +35,19 @@ class Optimizer:
 
     Parameters
     ----------
-    lr : float
-        Learning rate; schedules change it between steps through the ``lr`` attribute.
+    lr : float, or ndarray of shape (S, 1)
+        Learning rate; schedules change it between steps through the ``lr`` attribute. An
+        array gives each of the S rows of an ensemble's parameters its own rate.
     """
 
     needs_loss_fn = False  # True for optimizers that evaluate the loss (line search)
 
-    def __init__(self, lr: float) -> None:
-        if not (lr > 0 and np.isfinite(lr)):
+    def __init__(self, lr: float | np.ndarray) -> None:
+        if not (np.all(np.asarray(lr) > 0) and np.all(np.isfinite(lr))):
             raise ValueError(f"learning rate must be a positive number, got {lr}")
-        self.lr = float(lr)
+        # a Python float stays a weak scalar in float32 arithmetic; an array of shape (S, 1)
+        # gives each row of an ensemble's (S, D) parameters its own rate (qa tune)
+        self.lr = float(lr) if np.ndim(lr) == 0 else np.asarray(lr)
         self.state: dict[str, State] = {}
         self.t = 0  # number of steps taken
         self.no_decay: frozenset[str] = frozenset()  # parameters weight decay leaves alone
@@ -286,6 +289,8 @@ class LineSearch(Optimizer):
     def __init__(self, lr: float = 1.0, **search_options) -> None:
         """``search_options``: ``c1``, ``shrink``, ``grow``, ``max_backtracks``, ``max_step``,
         with :class:`ArmijoLineSearch`'s defaults."""
+        if np.ndim(lr) != 0:
+            raise ValueError("line search takes one initial step, not one per member")
         super().__init__(lr)
         self.search = ArmijoLineSearch(initial_step=lr, **search_options)
 

@@ -352,7 +352,8 @@ def train_members(
     def log(epoch: int, wall: float, updates: int, gnorm: np.ndarray) -> None:
         cols = {"epoch": np.full(S, epoch), "updates": np.full(S, updates),
                 "wall_time_s": np.full(S, wall / S), "grad_norm": gnorm,
-                "lr": np.full(S, optimizer.lr), **_evaluate(model, X, y, eval_sets, None)}
+                "lr": np.broadcast_to(np.ravel(optimizer.lr), S),
+                **_evaluate(model, X, y, eval_sets, None)}
         for k, v in cols.items():
             for s in range(S):
                 histories[s].setdefault(k, []).append(float(v[s]))

@@ -163,3 +163,17 @@ FIT_SEED = 0
 # --------------------------------------------------------------------------- visualize
 VIS_THRESHOLD = 0.5  # training loss whose first crossing the summary table times
 TSNE_POINTS = 1800  # joint t-SNE budget: its cost grows faster than the point count
+
+# -------------------------------------------------------------------------------- tune
+TUNE_DIR = OUTPUT_DIR / "tune"  # one folder per processed dir below it
+TUNE_BUDGET = 12  # learning rates per optimizer, log-spaced over TUNE_LR_RANGE
+TUNE_LR_RANGE = (1e-4, 10.0)  # wide enough for every optimizer's best rate here
+TUNE_SEEDS = 3  # seeds per (optimizer, lr) while tuning
+TUNE_FINAL_SEEDS = 10  # re-runs of each chosen setting (DeepOBS re-runs the best with ten)
+TUNE_FINAL_SEED_OFFSET = 1000  # final seeds are 1000, 1001, ...: never a tuning seed
+TUNE_VAL_FRACTION = 0.2  # of the training questions, held out for choosing the lr
+TUNE_SPLIT_SEED = 0  # seeds the validation split
+TUNE_BOOTSTRAP = 2000  # resamples per bootstrap confidence interval
+TUNE_CI_LEVEL = 0.95
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"  # a Dask scheduler to run trials on, if set
+SCHEDULER_TIMEOUT = 10.0  # s to reach it before giving up with one line

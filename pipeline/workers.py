@@ -38,15 +38,19 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def _init_worker(parent: int, blas_threads: int | None) -> None:
+def _init_worker(parent: int, blas_threads: int | None, setup, setup_args: tuple) -> None:
     _die_with_parent(parent)
     if blas_threads is not None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(blas_threads)
+    if setup is not None:
+        setup(*setup_args)
 
 
-def process_pool(jobs: int, blas_threads: int | None = 1) -> ProcessPoolExecutor:
-    """A pool of ``jobs`` workers that die with this process."""
+def process_pool(jobs: int, blas_threads: int | None = 1, setup=None,
+                 setup_args: tuple = ()) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` workers that die with this process; each runs ``setup(*setup_args)``
+    once at its start (to receive data once rather than with every task)."""
     return ProcessPoolExecutor(max(1, jobs), initializer=_init_worker,
-                               initargs=(os.getpid(), blas_threads))
+                               initargs=(os.getpid(), blas_threads, setup, setup_args))

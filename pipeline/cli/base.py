@@ -60,6 +60,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
       qa train       tanh(w.x) with GD, SGD, Adam, ... over several seeds
       qa visualize   t-SNE / PCA trajectories, curves, report.md
       qa run         all of the above, skipping what is up to date
+      qa tune        a fair comparison: equal tuning budgets, many seeds, CIs
     The MLP core:
       qa mnist       train / evaluate / sweep a multilayer perceptron on MNIST
       qa fit         fit a function (cubic, exp, sinc, sincos)

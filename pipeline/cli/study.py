@@ -10,6 +10,7 @@ import click
 from pipeline import config
 from pipeline.cli.base import main
 from pipeline.cli.parsing import parse_batch_size, parse_per_optimizer
+from pipeline.errors import UserError
 
 OPTIMIZER_CHOICES = [*config.STUDY_DEFAULTS, "all"]
 _LR_DEFAULTS = ", ".join(f"{n} {d.lr:g}" for n, d in config.STUDY_DEFAULTS.items())
@@ -243,3 +244,68 @@ def run_cmd(embedder, features, input_csv, regenerate, llm, n, host, concurrency
     report = run_all(EmbedOptions(embedder=embedder, features=features), input_csv, study,
                      out=out, show_progress=not _quiet(), gen=gen, regenerate=regenerate)
     click.echo(f"report: {report}")
+
+
+def _lr_range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(":")
+    try:
+        return float(lo), float(hi)
+    except ValueError:
+        raise UserError(f"--lr-range takes LOW:HIGH, e.g. 1e-4:10, got {text!r}") from None
+
+
+@main.command("tune")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Processed dir (default: the latest `qa embed` output).")
+@click.option("--optimizer", "-o", "optimizers", multiple=True, default=("all",),
+              type=click.Choice(OPTIMIZER_CHOICES), show_default=True,
+              help=f"Optimizer to tune; repeat for several, or 'all' for "
+                   f"{', '.join(config.STUDY_OPTIMIZERS)}.")
+@click.option("--budget", default=config.TUNE_BUDGET, show_default=True, type=int,
+              help="Learning rates per optimizer, log-spaced over --lr-range (the same for all).")
+@click.option("--lr-range", default=f"{config.TUNE_LR_RANGE[0]:g}:{config.TUNE_LR_RANGE[1]:g}",
+              show_default=True, help="LOW:HIGH of the learning-rate grid.")
+@click.option("--tune-seeds", default=config.TUNE_SEEDS, show_default=True, type=int,
+              help="Seeds per learning rate while tuning.")
+@click.option("--final-seeds", default=config.TUNE_FINAL_SEEDS, show_default=True, type=int,
+              help="Fresh seeds the chosen setting is re-run with, on the test set.")
+@click.option("--epochs", default=config.TRAIN_EPOCHS, show_default=True, type=int,
+              help="Passes over the training rows, in every trial.")
+@click.option("--val-fraction", default=config.TUNE_VAL_FRACTION, show_default=True, type=float,
+              help="Fraction of the training questions held out to choose the learning rate.")
+@click.option("--target-loss", default=config.VIS_THRESHOLD, show_default=True, type=float,
+              help="Training loss whose first crossing is timed (updates and seconds to it).")
+@click.option("--batch-size", "batches", multiple=True, metavar="[NAME=]B",
+              help=f"Mini-batch size as in `qa train` (defaults: {_BATCH_DEFAULTS}).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help=f"Run the trials on a Dask cluster, e.g. tcp://HOST:8786 (default: "
+                   f"${config.SCHEDULER_ENV}, else local worker processes).")
+@click.option("--jobs", "-j", default=None, type=int,
+              help=f"Local worker processes (default: the cores, at most {config.MAX_JOBS}).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output dir (default: output/tune/<data dir name>); a rerun resumes it.")
+def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs, val_fraction,
+             target_loss, batches, scheduler, jobs, out):
+    """Compare optimizers fairly: the same tuning budget for each, many seeds, CIs.
+
+    Each optimizer's learning rate is chosen on validation rows cut from the training
+    questions; the chosen setting is re-run with fresh seeds and scored on the test rows.
+    Writes trials.jsonl (resumable), tuned.json, figures and report.md.
+
+    \b
+    Examples:
+      qa tune
+      qa tune -o sgd -o adam --budget 8 --final-seeds 20
+      qa tune --scheduler tcp://10.0.0.5:8786      # a Dask cluster runs the trials
+    """
+    from pipeline.tune import TuneOptions, tune
+
+    names = list(config.STUDY_OPTIMIZERS) if "all" in optimizers else list(dict.fromkeys(optimizers))
+    opts = TuneOptions(optimizers=tuple(names), budget=budget, lr_range=_lr_range(lr_range),
+                       tune_seeds=tune_seeds, final_seeds=final_seeds, epochs=epochs,
+                       val_fraction=val_fraction, target_loss=target_loss,
+                       batch_size=parse_per_optimizer(batches, parse_batch_size, "--batch-size",
+                                                      names),
+                       scheduler=scheduler, jobs=jobs)
+    out_dir = tune(data, opts, out, show_progress=not _quiet())
+    click.echo(f"report: {out_dir / 'report.md'}")
