@@ -65,6 +65,19 @@ class Optimizer:
                 st = self.state[name] = {key: np.zeros_like(p) for key in self.slots()}
             self._update(p, grads[name], st, first, name not in self.no_decay)
 
+    def flush_subnormals(self) -> None:
+        """Set state values below the smallest normal number to 0.
+
+        A member whose tanh saturates gets a gradient of exactly 0, and its moments decay
+        geometrically into float32 subnormals, where they stay (0.9 x the smallest subnormal
+        rounds back to it); every later pass over them then runs several times slower on x86.
+        The training loops call this once per epoch; it changes a step by at most ~1e-38.
+        """
+        for st in self.state.values():
+            for a in st.values():
+                if a.dtype.kind == "f":
+                    np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)
+
     def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
                 decay: bool) -> None:  # pragma: no cover
         """One parameter's step; ``decay``: whether weight decay applies to it."""

@@ -51,8 +51,8 @@ class TanhRegression:
         r = y - p  # (N,)
         n = X.shape[0]
         delta = r * (1.0 - p * p)  # (N,) tanh' from the cached output
+        delta *= -2.0 / n  # as TanhEnsemble does it, so the two round alike
         grad = X.T @ delta  # (D,)
-        grad *= -2.0 / n
         return float(r @ r) / n, {"w": grad}
 
     def predict(self, X: np.ndarray, params: Params | None = None) -> np.ndarray:
@@ -96,13 +96,13 @@ class TanhEnsemble:
         r = y - p
         n = p.shape[1]
         delta = r * (1.0 - p * p)  # (S, N)
+        delta *= -2.0 / n  # scaled here, on S x N values, not on the S x D gradient
         if X.ndim == 2:
             grad = delta @ X  # (S, D)
         elif n == 1:  # batch size 1, the study's default: a broadcast beats a batched matmul
             grad = X[:, 0, :] * delta  # (S, D)
         else:
             grad = (delta[:, None, :] @ X)[:, 0, :]  # (S, 1, N) @ (S, N, D) -> (S, D)
-        grad *= -2.0 / n
         return np.vecdot(r, r) / n, {"w": grad}
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -270,6 +270,7 @@ def train(
         Xs, ys = _epoch_order(rng, X, y, bs, buffers)
         updates, gsum = _epoch(model, optimizer, Xs, ys, bs, config.grad_clip, epoch, updates,
                                recorder, on_batch)
+        optimizer.flush_subnormals()
         wall += time.perf_counter() - t0
         rec = log(epoch, wall, updates, gsum / math.ceil(n / bs))
         check_finite(rec["train_loss"], 0.0, epoch, updates)
@@ -371,6 +372,7 @@ def train_members(
         # member s sees its own shuffle, drawn as train() would draw it
         perms = np.stack([r.permutation(n) for r in rngs]) if bs < n else None  # (S, N)
         updates, gsum = _members_epoch(model, optimizer, X, y, perms, bs, epoch, updates, record)
+        optimizer.flush_subnormals()
         wall += time.perf_counter() - t0
         log(epoch, wall, updates, gsum / per_epoch)
     results = []
@@ -385,7 +387,7 @@ def _members_epoch(model, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
                    record) -> tuple[int, np.ndarray]:
     """One pass of every member over its own order ``perms`` (None: one full batch); returns
     the update count after it and each member's sum of gradient norms."""
-    gsum = 0.0
+    gsum, lsum = 0.0, 0.0
     for start in range(0, X.shape[0], bs):
         if perms is not None:  # gather the S batches: cheaper than a shuffled (S, N, D) copy
             rows = perms[:, start:start + bs]
@@ -395,9 +397,12 @@ def _members_epoch(model, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
         loss, grads = model.loss_and_grads(Xb, yb)
         g = grads["w"]
         gsq = np.vecdot(g, g)  # (S,)
-        check_finite(loss, gsq, epoch, updates + 1)
         gsum += np.sqrt(gsq)
+        lsum += loss
         optimizer.step(model.params, grads)
         updates += 1
         record(updates)
+    # a non-finite loss or gradient stays non-finite in these sums (and in the weights it
+    # reaches), so one check per epoch catches it; train() checks every update
+    check_finite(lsum, gsum, epoch, updates)
     return updates, gsum

@@ -347,6 +347,16 @@ def chosen_lr(name: str, opts: TuneOptions, trials: TrialLog) -> tuple[float, li
     return choose_lr(grid, [by_lr[lr] for lr in grid])
 
 
+def _cost(spec: dict) -> float:
+    """Relative cost of a task, enough to start the longest first: what one member costs in
+    `qa train` (updates per epoch x state arrays) times the members."""
+    from pipeline.train import task_cost
+
+    settings = {"lr": 1.0, "batch_size": spec["batch_size"], "epochs": spec["epochs"],
+                "trajectory_points": 0}
+    return task_cost(spec["optimizer"], settings, 1000) * len(spec["lrs"]) * len(spec["seeds"])
+
+
 def _run_all(opts: TuneOptions, trials: TrialLog, arrays: dict, jobs: int,
              show_progress: bool) -> None:
     """Submit every unfinished tune task; as each optimizer's tuning completes, submit its
@@ -359,7 +369,8 @@ def _run_all(opts: TuneOptions, trials: TrialLog, arrays: dict, jobs: int,
     for name in opts.optimizers:
         spec = _spec(name, "tune", opts.grid(), opts)
         todo.append(spec if _missing(trials, spec) else _final_spec(name, opts, trials))
-    todo = [s for s in todo if _missing(trials, s)]
+    # costliest first (state arrays x updates x members), as `qa train` orders its tasks
+    todo = sorted((s for s in todo if _missing(trials, s)), key=_cost, reverse=True)
     if not todo:
         log.info("every trial is already in %s", trials.path)
         return

@@ -67,7 +67,7 @@ def curves_figure(path: Path, names, finals) -> None:
     interquartile band over the final seeds."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), layout="constrained")
     for n in names:
         runs = finals[n]
         if not runs:
@@ -89,7 +89,6 @@ def curves_figure(path: Path, names, finals) -> None:
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Final runs at the chosen learning rates: median and interquartile band")
-    fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
 
