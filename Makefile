@@ -35,9 +35,10 @@ test: $(STAMP)  ## ruff, then the test suite
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check models pipeline tests benchmarks
 
-bench: $(STAMP)  ## speed: MNIST NumPy MLP vs PyTorch side by side, then the tanh study's wall time
+bench: $(STAMP)  ## speed: MNIST NumPy MLP vs PyTorch, the tanh study, qa tune vs qa train, side by side
 	$(BIN)/python benchmarks/mnist_vs_torch.py
 	$(BIN)/python benchmarks/study_speed.py
+	$(BIN)/python benchmarks/tune_speed.py
 
 figures: $(STAMP)  ## regenerate the README figures in docs/ from a demo run
 	$(BIN)/qa run --model bundled --out output/runs/docs-demo

@@ -50,8 +50,9 @@ def up_fraction(losses: np.ndarray) -> float:
 
 
 def choose_lr(lrs: list[float], val_losses: list[list[float]]) -> tuple[float, list[float]]:
-    """The selection rule: the learning rate with the lowest median final validation loss over
-    the tuning seeds (a diverged run counts as +inf); ties go to the larger rate.
+    """The selection rule: the learning rate with the lowest median final loss (validation,
+    or training with ``qa tune --select train``) over the tuning seeds (a diverged run counts
+    as +inf); ties go to the larger rate.
 
     Returns (chosen lr, the median per lr).
     """

@@ -52,6 +52,7 @@ from pipeline.stats import bootstrap_ci, choose_lr, directness, up_fraction
 log = logging.getLogger(__name__)
 
 PHASES = ("tune", "final")
+SELECT = {"val": "final_val_loss", "train": "final_train_loss"}  # what --select minimises
 METRICS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc",
            "best_test_loss", "best_test_acc", "updates_to_target", "time_to_target_s",
            "wall_time_s", "up_fraction", "directness")
@@ -69,6 +70,7 @@ class TuneOptions:
     target_loss: float = config.VIS_THRESHOLD  # training loss whose first crossing is timed
     batch_size: dict[str, int | None] = field(default_factory=dict)  # as `qa train`'s
     trajectory_points: int = config.TRAJECTORY_POINTS  # per final run, for directness
+    select: str = "val"  # val: by validation loss (generalisation); train: by training loss
     scheduler: str | None = None  # a Dask scheduler address; None: local processes
     jobs: int | None = None  # local worker processes; None: the cores, at most MAX_JOBS
 
@@ -83,6 +85,8 @@ class TuneOptions:
         check_positive("the high end of --lr-range", hi)
         if not lo <= hi:
             raise UserError(f"--lr-range {lo:g}:{hi:g} runs backwards; write LOW:HIGH")
+        if self.select not in SELECT:
+            raise UserError(f"--select must be {' or '.join(SELECT)}, got {self.select!r}")
         check_at_least("--tune-seeds", self.tune_seeds, 1)
         check_at_least("--final-seeds", self.final_seeds, 2, " (a confidence interval needs two)")
         check_at_least("--epochs", self.epochs, 1)
@@ -271,7 +275,8 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
     opts.validate()
     data_dir = resolve_data_dir(data)
     ds = load_processed(data_dir)
-    out_dir = Path(out) if out is not None else config.TUNE_DIR / data_dir.resolve().name
+    suffix = "" if opts.select == "val" else f"-select-{opts.select}"  # one report per rule
+    out_dir = Path(out) if out is not None else config.TUNE_DIR / (data_dir.resolve().name + suffix)
     with FileLock(lock_path_for(out_dir), f"tune dir {out_dir}", command="qa tune"):
         claim_dir(out_dir, "tune")
         _check_same_protocol(out_dir, opts, data_fingerprint(ds), data_dir)
@@ -343,7 +348,7 @@ def chosen_lr(name: str, opts: TuneOptions, trials: TrialLog) -> tuple[float, li
     by_lr = {lr: [] for lr in grid}
     for r in trials.of(name, "tune"):
         if r["lr"] in by_lr:
-            by_lr[r["lr"]].append(r.get("final_val_loss", math.inf))
+            by_lr[r["lr"]].append(r.get(SELECT[opts.select], math.inf))
     return choose_lr(grid, [by_lr[lr] for lr in grid])
 
 
@@ -412,9 +417,12 @@ def summarise(opts: TuneOptions, trials: TrialLog) -> dict:
         for m in METRICS:
             vals = [math.inf if r.get(m) is None else r[m] for r in finals if "diverged" not in r]
             metrics[m] = bootstrap_ci(vals)
-        out[name] = {"grid": opts.grid(), "median_val_loss_per_lr": medians, "chosen_lr": chosen,
+        edge = chosen in (opts.grid()[0], opts.grid()[-1]) and opts.budget > 1
+        out[name] = {"grid": opts.grid(), "median_loss_per_lr": medians, "chosen_lr": chosen,
+                     "chosen_at_grid_edge": edge,
                      "batch_size": opts.batch_for(name), "final_seeds": [r["seed"] for r in finals],
                      "diverged": sum("diverged" in r for r in finals), "final": metrics}
-    out["_selection"] = ("lowest median final validation loss over the tuning seeds; ties go to "
+    what = "validation" if opts.select == "val" else "training"
+    out["_selection"] = (f"lowest median final {what} loss over the tuning seeds; ties go to "
                          "the larger learning rate; a diverged run counts as +inf")
     return out

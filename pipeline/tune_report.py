@@ -27,7 +27,7 @@ def write_report(out_dir: Path, opts, trials, tuned: dict) -> Path:
     finals = {n: sorted((r for r in trials.of(n, "final")
                          if r["lr"] == tuned[n]["chosen_lr"] and "diverged" not in r),
                         key=lambda r: r["seed"]) for n in names}
-    sensitivity_figure(out_dir / "tune_sensitivity.png", names, trials, tuned)
+    sensitivity_figure(out_dir / "tune_sensitivity.png", names, trials, tuned, opts)
     curves_figure(out_dir / "tune_curves.png", names, finals)
     paired = paired_differences(names, finals)
     paired_figure(out_dir / "tune_paired.png", paired)
@@ -37,24 +37,26 @@ def write_report(out_dir: Path, opts, trials, tuned: dict) -> Path:
 
 
 # ------------------------------------------------------------------------------ figures
-def sensitivity_figure(path: Path, names, trials, tuned) -> None:
+def sensitivity_figure(path: Path, names, trials, tuned, opts) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for n in names:
         grid = tuned[n]["grid"]
-        vals = [[r.get("final_val_loss", math.inf) for r in trials.of(n, "tune") if r["lr"] == lr]
+        key = "final_val_loss" if opts.select == "val" else "final_train_loss"
+        vals = [[r.get(key, math.inf) for r in trials.of(n, "tune") if r["lr"] == lr]
                 for lr in grid]
         lo = [np.min(v) if v else np.nan for v in vals]
         hi = [np.max(v) if v else np.nan for v in vals]
-        med = tuned[n]["median_val_loss_per_lr"]
+        med = tuned[n]["median_loss_per_lr"]
         c = COLORS.get(n)
         ax.plot(grid, med, "-o", ms=3, color=c, label=n)
         ax.fill_between(grid, lo, hi, color=c, alpha=0.15)
         ax.plot(tuned[n]["chosen_lr"], min(med), "*", ms=14, color=c, mec="black", mew=0.6)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("final validation loss (median, band: min-max over tuning seeds)")
+    ax.set_ylabel(f"final {'validation' if opts.select == 'val' else 'training'} loss "
+                  "(median, band: min-max over tuning seeds)")
     ax.set_title("Learning-rate sensitivity (stars: the chosen rates)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -239,6 +241,11 @@ def _report(out_dir: Path, opts, names, tuned, paired) -> str:
                          f"{_ci(m['directness'])} | {spread:.3f} |\n")
     paired_rows = "".join(f"| {n} | {_ci(d['test_acc'])} | {_ci(d['test_loss'])} |\n"
                           for n, d in paired["diffs"].items())
+    edges = [n for n in names if tuned[n]["chosen_at_grid_edge"]]
+    if edges:
+        table += (f"\n**At the edge of the grid:** the rate chosen for {', '.join(edges)} is an "
+                  "end of --lr-range, so a better one may lie outside it; widen the range to "
+                  "tell.\n")
     return (head + "## Results\n\n" + table +
             "\n![learning-rate sensitivity](tune_sensitivity.png)\n\n"
             "![final runs](tune_curves.png)\n\n"

@@ -277,6 +277,9 @@ def _lr_range(text: str) -> tuple[float, float]:
               help="Training loss whose first crossing is timed (updates and seconds to it).")
 @click.option("--batch-size", "batches", multiple=True, metavar="[NAME=]B",
               help=f"Mini-batch size as in `qa train` (defaults: {_BATCH_DEFAULTS}).")
+@click.option("--select", type=click.Choice(["val", "train"]), default="val", show_default=True,
+              help="Choose each rate by the validation loss (what generalises) or by the "
+                   "training loss (how well it optimizes; the original study's claims).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help=f"Run the trials on a Dask cluster, e.g. tcp://HOST:8786 (default: "
                    f"${config.SCHEDULER_ENV}, else local worker processes).")
@@ -285,7 +288,7 @@ def _lr_range(text: str) -> tuple[float, float]:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output dir (default: output/tune/<data dir name>); a rerun resumes it.")
 def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs, val_fraction,
-             target_loss, batches, scheduler, jobs, out):
+             target_loss, batches, select, scheduler, jobs, out):
     """Compare optimizers fairly: the same tuning budget for each, many seeds, CIs.
 
     Each optimizer's learning rate is chosen on validation rows cut from the training
@@ -306,6 +309,6 @@ def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs
                        val_fraction=val_fraction, target_loss=target_loss,
                        batch_size=parse_per_optimizer(batches, parse_batch_size, "--batch-size",
                                                       names),
-                       scheduler=scheduler, jobs=jobs)
+                       select=select, scheduler=scheduler, jobs=jobs)
     out_dir = tune(data, opts, out, show_progress=not _quiet())
     click.echo(f"report: {out_dir / 'report.md'}")
