@@ -177,3 +177,6 @@ TUNE_BOOTSTRAP = 2000  # resamples per bootstrap confidence interval
 TUNE_CI_LEVEL = 0.95
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"  # a Dask scheduler to run trials on, if set
 SCHEDULER_TIMEOUT = 10.0  # s to reach it before giving up with one line
+
+# ------------------------------------------------------------------------------- exams
+EXAMS_SEED = 0  # picks the wrong option of each question (--distractors one)

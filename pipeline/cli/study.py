@@ -312,3 +312,37 @@ def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs
                        select=select, scheduler=scheduler, jobs=jobs)
     out_dir = tune(data, opts, out, show_progress=not _quiet())
     click.echo(f"report: {out_dir / 'report.md'}")
+
+
+@main.group("import")
+def import_group():
+    """Convert public datasets into the pairs CSV (question,answer,label,...)."""
+
+
+@import_group.command("exams")
+@click.option("--source", type=click.Path(path_type=Path), required=True,
+              help="Folder of the EXAMS Turkish files: train_tr.jsonl and dev_tr.jsonl, or the "
+                   "original .jsonl.tar.gz archives (e.g. ../shared/data/exams-tr).")
+@click.option("--distractors", type=click.Choice(["one", "all"]), default="one",
+              show_default=True,
+              help="one: the correct option and one seeded random wrong option per question "
+                   "(balanced); all: every wrong option (about 77% of rows are -1).")
+@click.option("--seed", default=config.EXAMS_SEED, show_default=True, type=int,
+              help="Seed of the wrong option picked with --distractors one.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Pairs CSV (default: data/raw/exams_tr.csv, or exams_tr_all.csv with all).")
+def import_exams_cmd(source, distractors, seed, out):
+    """Real Turkish exam questions (EXAMS, Hardalov et al. 2020, CC BY-SA 4.0) as pairs.
+
+    Rows that cannot be used (an answer key naming no option, empty texts, repeated ids) are
+    skipped and counted in the summary.
+
+    \b
+    Examples:
+      qa import exams --source ../shared/data/exams-tr
+      qa run --input data/raw/exams_tr.csv --model bundled
+    """
+    from pipeline.exams import import_exams
+
+    path, summary = import_exams(source, distractors, seed, out)
+    click.echo(f"{summary}\npairs: {path}")
