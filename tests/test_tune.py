@@ -182,9 +182,29 @@ def test_a_dask_cluster_gives_the_local_result(qdata, tmp_path):
                       dashboard_address=None) as cluster:
         remote = tune(qdata, TuneOptions(**opts, scheduler=cluster.scheduler_address),
                       tmp_path / "dask", show_progress=False)
-    a = json.loads((local / "tuned.json").read_text())
-    b = json.loads((remote / "tuned.json").read_text())
-    assert _comparable(a) == _comparable(b)
+    a = _comparable(json.loads((local / "tuned.json").read_text()))
+    b = _comparable(json.loads((remote / "tuned.json").read_text()))
+    assert {n: a[n]["chosen_lr"] for n in opts["optimizers"]} == \
+        {n: b[n]["chosen_lr"] for n in opts["optimizers"]}
+    # equal up to float32 rounding: BLAS may sum in another order for arrays that sit at other
+    # memory offsets after the transfer to a worker (seen: the 7th significant digit)
+    assert json.dumps(a, sort_keys=True).count(",") == json.dumps(b, sort_keys=True).count(",")
+    _assert_close(a, b)
+
+
+def _assert_close(a, b, path="tuned"):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, z) in enumerate(zip(a, b, strict=True)):
+            _assert_close(x, z, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-7), path
+    else:
+        assert a == b, path
 
 
 def test_an_unreachable_scheduler_is_one_line_within_10_s(qdata, tmp_path, runner):
