@@ -188,7 +188,6 @@ def test_a_dask_cluster_gives_the_local_result(qdata, tmp_path):
         {n: b[n]["chosen_lr"] for n in opts["optimizers"]}
     # equal up to float32 rounding: BLAS may sum in another order for arrays that sit at other
     # memory offsets after the transfer to a worker (seen: the 7th significant digit)
-    assert json.dumps(a, sort_keys=True).count(",") == json.dumps(b, sort_keys=True).count(",")
     _assert_close(a, b)
 
 
