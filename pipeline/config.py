@@ -180,3 +180,11 @@ SCHEDULER_TIMEOUT = 10.0  # s to reach it before giving up with one line
 
 # ------------------------------------------------------------------------------- exams
 EXAMS_SEED = 0  # picks the wrong option of each question (--distractors one)
+
+# ------------------------------------------------------------------------------- curve
+CURVE_DIR = OUTPUT_DIR / "curve"  # one folder per input and embedder below it
+CURVE_SIZES = (50, 100, 200, 500, 1000, None)  # training questions; None: all of them
+CURVE_OPTIMIZERS = ("adam",)
+CURVE_SEEDS = 3  # subsamples per size (each also seeds the initial weights)
+CURVE_EPOCHS = 100  # per point: the training accuracy has long saturated by then here
+CURVE_SUBSAMPLE_SEED = 7  # mixed with (size, seed) to draw each subsample

@@ -385,7 +385,7 @@ def processed_key(input_sha: str, opts: EmbedOptions, qp: str, pp: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def _model_slug(model: str) -> str:
+def model_slug(model: str) -> str:
     return "bundled" if model == "bundled" else re.sub(r"[^A-Za-z0-9]+", "-", Path(model).name).strip("-")
 
 
@@ -397,7 +397,7 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
     qp, pp = resolve_prompts(opts)
     input_sha = sha256_file(src)
     key = processed_key(input_sha, opts, qp, pp)
-    name = f"{src.stem}-{_model_slug(opts.embedder)}-{opts.features}-{key}"
+    name = f"{src.stem}-{model_slug(opts.embedder)}-{opts.features}-{key}"
     out_dir = Path(out) if out else config.PROCESSED_DIR / name
 
     # checked before reading the CSV: an up-to-date rerun needs no pandas and no model

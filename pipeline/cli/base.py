@@ -61,6 +61,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
       qa visualize   t-SNE / PCA trajectories, curves, report.md
       qa run         all of the above, skipping what is up to date
       qa tune        a fair comparison: equal tuning budgets, many seeds, CIs
+      qa curve       does more data help? accuracy against training questions
+      qa import      public data (EXAMS-tr) as pairs
     The MLP core:
       qa mnist       train / evaluate / sweep a multilayer perceptron on MNIST
       qa fit         fit a function (cubic, exp, sinc, sincos)

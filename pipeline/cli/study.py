@@ -346,3 +346,48 @@ def import_exams_cmd(source, distractors, seed, out):
 
     path, summary = import_exams(source, distractors, seed, out)
     click.echo(f"{summary}\npairs: {path}")
+
+
+@main.command("curve")
+@click.option("--input", "input_csv", type=click.Path(path_type=Path), default=None,
+              help="Pairs CSV (default: as `qa embed`: generated.csv, else the bundled set), "
+                   "e.g. data/raw/exams_tr.csv.")
+@click.option("--sizes", default=",".join("all" if s is None else str(s)
+                                          for s in config.CURVE_SIZES), show_default=True,
+              help="Numbers of training questions, comma-separated; 'all' for every one.")
+@click.option("--features", default=",".join(config.FEATURES), show_default=True,
+              help="Feature sets to compare, comma-separated.")
+@click.option("--optimizer", "-o", "optimizers", multiple=True,
+              default=config.CURVE_OPTIMIZERS, type=click.Choice(list(config.STUDY_DEFAULTS)),
+              show_default=True, help="Optimizer(s) for the tanh model, at the study's settings.")
+@click.option("--seeds", default=config.CURVE_SEEDS, show_default=True, type=int,
+              help="Seeded subsamples per size.")
+@click.option("--epochs", default=config.CURVE_EPOCHS, show_default=True, type=int,
+              help="Epochs of every tanh model.")
+@click.option("--model", "-m", "embedder", default=config.EMBED_MODEL, show_default=True,
+              help="Embedding model, as for `qa embed` ('bundled' works offline).")
+@click.option("--jobs", "-j", default=None, type=int,
+              help=f"Worker processes (default: the cores, at most {config.MAX_JOBS}).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output dir (default: output/curve/<input>-<model>).")
+def curve_cmd(input_csv, sizes, features, optimizers, seeds, epochs, embedder, jobs, out):
+    """Does more data help? Test accuracy against the number of training questions.
+
+    The test rows stay the same for every size; each point is compared with logistic
+    regression on the same features, an answer-only model, a cosine-similarity threshold
+    and the majority class. Writes curve.csv, curve.json, curve.png and report.md.
+
+    \b
+    Examples:
+      qa curve --input data/raw/exams_tr.csv --model bundled
+      qa curve --model bundled --sizes 10,20,40,all --features concat
+    """
+    from pipeline.curve import CurveOptions, curve, parse_sizes
+    from pipeline.embed import EmbedOptions
+
+    opts = CurveOptions(sizes=parse_sizes(sizes),
+                        features=tuple(f.strip() for f in features.split(",") if f.strip()),
+                        optimizers=tuple(optimizers), seeds=seeds, epochs=epochs,
+                        embed=EmbedOptions(embedder=embedder), jobs=jobs)
+    out_dir = curve(input_csv, opts, out, show_progress=not _quiet())
+    click.echo(f"report: {out_dir / 'report.md'}")
