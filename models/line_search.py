@@ -12,6 +12,7 @@ step can recover after a few small ones instead of only ever shrinking.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ class ArmijoLineSearch:
         grow: float = 2.0,
         max_backtracks: int = 30,
         max_step: float | None = None,
+        history: int = 10_000,
     ) -> None:
         if not 0 < c1 < 1:
             raise ValueError(f"c1 must lie in (0, 1), got {c1}")
@@ -72,7 +74,16 @@ class ArmijoLineSearch:
         self.max_backtracks = max_backtracks
         self.max_step = max_step if max_step is not None else initial_step * 1e3
         self.next_step = float(initial_step)
-        self.history: list[StepRecord] = []
+        # the last ``history`` calls only: a long run must not grow memory without bound
+        self.history: deque[StepRecord] = deque(maxlen=history)
+        self.calls = 0  # every call, including those the bounded history forgot
+        self.evaluations = 0  # loss evaluations over every call, f0 included
+        self._trial: Params = {}  # one buffer per parameter, reused by every trial step
+
+    def scale(self, factor: float) -> None:
+        """Scale the next trial step and its cap (how a learning-rate schedule acts here)."""
+        self.next_step *= factor
+        self.max_step *= factor
 
     def search(
         self, params: Params, grads: Params, loss_fn: Callable[[Params], float]
@@ -82,16 +93,18 @@ class ArmijoLineSearch:
         a = min(self.next_step, self.max_step)
         record = StepRecord(0.0, f0, f0, grad_sq, 1, False)
         if grad_sq == 0.0:  # stationary point: nothing to do
-            self.history.append(record)
-            return record
+            return self._keep(record)
+        trial = self._buffers(params)
         for _ in range(self.max_backtracks):
-            trial = {k: p - a * grads[k] for k, p in params.items()}
+            for k, p in params.items():  # trial = p - a * g, computed as that expression is
+                np.multiply(grads[k], a, out=trial[k])
+                np.subtract(p, trial[k], out=trial[k])
             f_trial = float(loss_fn(trial))
             record.evaluations += 1
             # 1. accept on sufficient decrease; NaN compares False, so it is rejected
             if f_trial <= f0 - self.c1 * a * grad_sq:
                 for k, p in params.items():
-                    p[...] = trial[k]
+                    np.copyto(p, trial[k])
                 record.step, record.f_new, record.accepted = a, f_trial, True
                 # 2. let the next call start from a larger step
                 self.next_step = min(a * self.grow, self.max_step)
@@ -101,5 +114,17 @@ class ArmijoLineSearch:
         else:
             # nothing accepted: start the next call from the smallest step tried
             self.next_step = a
+        return self._keep(record)
+
+    def _buffers(self, params: Params) -> Params:
+        if self._trial.keys() != params.keys() or any(
+                self._trial[k].shape != p.shape or self._trial[k].dtype != p.dtype
+                for k, p in params.items()):
+            self._trial = {k: np.empty_like(p) for k, p in params.items()}
+        return self._trial
+
+    def _keep(self, record: StepRecord) -> StepRecord:
         self.history.append(record)
+        self.calls += 1
+        self.evaluations += record.evaluations
         return record

@@ -292,20 +292,35 @@ class RMSprop(Optimizer):
 class LineSearch(Optimizer):
     """Gradient descent whose step length is chosen by Armijo backtracking each step.
 
-    See :class:`models.line_search.ArmijoLineSearch` for the rule. ``lr`` is the initial (and
-    maximum) trial step; ``step`` needs ``loss_fn(params) -> float`` evaluated on the same
-    batch as ``grads``.
+    See :class:`models.line_search.ArmijoLineSearch` for the rule. ``lr`` is the initial trial
+    step; ``step`` needs ``loss_fn(params) -> float`` evaluated on the same batch as ``grads``.
+    A schedule that changes ``lr`` scales the search's steps by the same factor.
     """
 
     needs_loss_fn = True
 
     def __init__(self, lr: float = 1.0, **search_options) -> None:
         """``search_options``: ``c1``, ``shrink``, ``grow``, ``max_backtracks``, ``max_step``,
-        with :class:`ArmijoLineSearch`'s defaults."""
+        ``history``, with :class:`ArmijoLineSearch`'s defaults."""
         if np.ndim(lr) != 0:
             raise ValueError("line search takes one initial step, not one per member")
-        super().__init__(lr)
         self.search = ArmijoLineSearch(initial_step=lr, **search_options)
+        super().__init__(lr)
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        """A learning-rate schedule scales the next trial step (and its cap) by the factor it
+        changes ``lr`` by: cosine to ~0 makes the line search start from ever smaller steps."""
+        old = getattr(self, "_lr", None)
+        self._lr = float(value)
+        if old is not None and value != old:
+            if not value > 0:
+                raise ValueError(f"the line search's step scale must stay positive, got {value}")
+            self.search.scale(value / old)
 
     def step(self, params: Params, grads: Params, loss_fn: LossFn | None = None) -> None:
         if loss_fn is None:

@@ -153,3 +153,60 @@ def test_shapes_and_dtypes_preserved(name, shape, dtype):
         opt.step(p, g, **kw)
     assert p["x"].shape == shape and p["x"].dtype == dtype
     assert np.all(np.isfinite(p["x"]))
+
+
+def _old_armijo_search(ls, params, grads, loss_fn):
+    """The line search as it was before its buffers were reused (a new dict per trial)."""
+    f0 = float(loss_fn(params))
+    grad_sq = float(sum(np.vdot(g, g) for g in grads.values()))
+    a = min(ls.next_step, ls.max_step)
+    if grad_sq == 0.0:
+        return
+    for _ in range(ls.max_backtracks):
+        trial = {k: p - a * grads[k] for k, p in params.items()}
+        if float(loss_fn(trial)) <= f0 - ls.c1 * a * grad_sq:
+            for k, p in params.items():
+                p[...] = trial[k]
+            ls.next_step = min(a * ls.grow, ls.max_step)
+            return
+        a *= ls.shrink
+    ls.next_step = a
+
+
+def test_line_search_with_reused_buffers_equals_the_previous_one_bit_for_bit():
+    from models.line_search import ArmijoLineSearch
+    from models.mlp import MLP
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 10)).astype(np.float32), rng.integers(0, 3, 64)
+    new, old = MLP([10, 16, 3], seed=1), MLP([10, 16, 3], seed=1)
+    ls_new, ls_old = ArmijoLineSearch(initial_step=5.0), ArmijoLineSearch(initial_step=5.0)
+    seen = []
+    for step in range(40):
+        b = slice((step * 16) % 64, (step * 16) % 64 + 16)
+        _, g = new.loss_and_grads(X[b], y[b])
+        ls_new.search(new.params, g, lambda p: seen.append(id(p)) or new.loss(X[b], y[b], p))
+        _, g = old.loss_and_grads(X[b], y[b])
+        _old_armijo_search(ls_old, old.params, g, lambda p: old.loss(X[b], y[b], p))
+        for k in new.params:
+            np.testing.assert_array_equal(new.params[k], old.params[k])
+    trial_dicts = set(seen) - {id(new.params)}
+    assert len(trial_dicts) == 1  # every trial step went into the same buffers
+    assert all(r.accepted <= (r.f_new <= r.f0 - ls_new.c1 * r.step * r.grad_sq)
+               for r in ls_new.history)
+
+
+def test_line_search_history_is_bounded_and_a_schedule_scales_its_steps():
+    from models.line_search import ArmijoLineSearch
+
+    ls = ArmijoLineSearch(initial_step=1.0, history=5)
+    p = {"w": np.array([3.0, -2.0])}
+    for _ in range(20):
+        ls.search(p, {"w": 2 * p["w"]}, lambda q: float(q["w"] @ q["w"]))
+    assert len(ls.history) == 5 and ls.calls == 20 and ls.evaluations == 20 + 2  # 2 trials, once
+    opt = make_optimizer("linesearch", lr=10.0)
+    before = opt.search.next_step, opt.search.max_step
+    opt.lr = 2.5  # what a schedule does between epochs
+    assert (opt.search.next_step, opt.search.max_step) == (before[0] / 4, before[1] / 4)
+    opt.lr = 10.0
+    assert (opt.search.next_step, opt.search.max_step) == before
