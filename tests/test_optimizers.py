@@ -185,9 +185,10 @@ def test_line_search_with_reused_buffers_equals_the_previous_one_bit_for_bit():
     for step in range(40):
         b = slice((step * 16) % 64, (step * 16) % 64 + 16)
         _, g = new.loss_and_grads(X[b], y[b])
-        ls_new.search(new.params, g, lambda p: seen.append(id(p)) or new.loss(X[b], y[b], p))
+        ls_new.search(new.params, g,
+                      lambda p, b=b: seen.append(id(p)) or new.loss(X[b], y[b], p))
         _, g = old.loss_and_grads(X[b], y[b])
-        _old_armijo_search(ls_old, old.params, g, lambda p: old.loss(X[b], y[b], p))
+        _old_armijo_search(ls_old, old.params, g, lambda p, b=b: old.loss(X[b], y[b], p))
         for k in new.params:
             np.testing.assert_array_equal(new.params[k], old.params[k])
     trial_dicts = set(seen) - {id(new.params)}
