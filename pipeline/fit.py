@@ -106,7 +106,8 @@ def run_fit(cfg: FitConfig, out: Path | None = None) -> tuple[dict, Path]:
     model = MLP([task.dims, *cfg.layers, 1], activation=act, loss="mse", dtype=np.float64,
                 seed=cfg.seed)
     try:
-        opt = make_optimizer(cfg.optimizer, lr=cfg.lr)
+        opt = make_optimizer(cfg.optimizer, lr=cfg.lr,
+                             **config.MLP_OPTIMIZER_HPARAMS.get(cfg.optimizer, {}))
         opt.no_decay = model.no_decay()
         res = train(model, opt, (X - xm) / xs, (y - ym) / ys,
                     TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,

@@ -109,10 +109,14 @@ def standardise(data, stats: tuple[float, float]):
     return ((X - mean) / std).astype(np.float32), y, ((Xt - mean) / std).astype(np.float32), yt
 
 
-def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool = False):
+def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool = False,
+        on_update=None, on_epoch_end=None):
     """Train on (train minus validation); returns (model, TrainResult, notes, pixel stats).
 
-    With ``val_size`` 0 every training row is trained on and nothing is validated."""
+    With ``val_size`` 0 every training row is trained on and nothing is validated.
+    ``on_update(optimizer)`` is called after every update, ``on_epoch_end(epoch, record)``
+    after every epoch (`qa mnist compare` reads the line search's steps through them).
+    """
     from tqdm import tqdm
 
     cfg.validate()
@@ -122,7 +126,8 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
     Xtr, _, Xv, _ = standardise((Xtr, ytr, Xv, yv), stats)
     model = build(cfg)
     try:
-        opt = make_optimizer(cfg.optimizer, lr=cfg.lr, **cfg.extra)
+        hparams = {**config.MLP_OPTIMIZER_HPARAMS.get(cfg.optimizer, {}), **cfg.extra}
+        opt = make_optimizer(cfg.optimizer, lr=cfg.lr, **hparams)
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from e
     opt.no_decay = model.no_decay()  # weight decay, like --l2, leaves the biases alone
@@ -146,6 +151,8 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
         state["loss"] += loss
         state["k"] += 1
         state["grads"] = grads
+        if on_update is not None:
+            on_update(opt)
         bar.update(1)
         if state["k"] % 20 == 0:
             bar.set_postfix_str(f"loss {state['loss'] / state['k']:.4f}")
@@ -161,6 +168,8 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
             bar.write(msg)
         else:
             log.info(msg)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, rec)
 
     try:
         res = train(model, opt, Xtr, ytr, tcfg, eval_sets=eval_sets,

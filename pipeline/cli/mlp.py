@@ -24,7 +24,21 @@ def _quiet() -> bool:
 
 
 def mnist_options(f):
-    """Options shared by `qa mnist train` and `qa mnist sweep`."""
+    """Options shared by `qa mnist train` and `qa mnist sweep`: the model's, plus one optimizer
+    and its learning rate."""
+    opts = [
+        click.option("--optimizer", type=click.Choice(MLP_OPTIMIZERS),
+                     default=config.MNIST_OPTIMIZER, show_default=True, help="Optimizer."),
+        click.option("--lr", default=config.MNIST_LR, show_default=True, type=float,
+                     help="Learning rate (initial trial step for linesearch)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return mnist_model_options(f)
+
+
+def mnist_model_options(f):
+    """Everything about the data, the network and its training but the optimizer."""
     from models.schedules import SCHEDULES
 
     opts = [
@@ -36,10 +50,6 @@ def mnist_options(f):
         click.option("--activation", type=click.Choice(HIDDEN_ACTIVATIONS),
                      default=config.MNIST_ACTIVATION, show_default=True,
                      help="Hidden activation."),
-        click.option("--optimizer", type=click.Choice(MLP_OPTIMIZERS),
-                     default=config.MNIST_OPTIMIZER, show_default=True, help="Optimizer."),
-        click.option("--lr", default=config.MNIST_LR, show_default=True, type=float,
-                     help="Learning rate (initial trial step for linesearch)."),
         click.option("--batch-size", default=config.MNIST_BATCH, show_default=True, type=int,
                      help="Mini-batch size."),
         click.option("--epochs", default=config.MNIST_EPOCHS, show_default=True, type=int,
@@ -56,7 +66,8 @@ def mnist_options(f):
                      help="Clip the global gradient norm to this value."),
         click.option("--schedule", type=click.Choice(list(SCHEDULES)),
                      default=config.MNIST_SCHEDULE, show_default=True,
-                     help="Learning-rate schedule, stepped per epoch (cosine: to 0 at the end)."),
+                     help="Learning-rate schedule, stepped per epoch (cosine: to 0 at the end); "
+                          "for linesearch it scales the trial steps by the same factor."),
         click.option("--standardise/--no-standardise", "--standardize/--no-standardize",
                      "standardise", default=config.MNIST_STANDARDISE, show_default=True,
                      help="Subtract the training pixel mean and divide by its std."),
@@ -162,6 +173,54 @@ def mnist_sweep_cmd(lrs, depths, batch_sizes, width, subset, jobs, data_dir, dow
     best = max(rows, key=lambda r: r["val_acc"])
     click.echo(f"best: lr {best['lr']:g}, layers {best['layers']}, batch {best['batch_size']}: "
                f"validation accuracy {best['val_acc']:.4f}; {Path(out) / 'sweep.csv'}")
+
+
+@mnist_group.command("compare")
+@click.option("--optimizers", default="sgd,linesearch", show_default=True,
+              help="Optimizers to compare, comma-separated.")
+@click.option("--lr", "lrs", multiple=True, metavar="NAME=LR",
+              help=f"Learning rate (initial step for linesearch) of one optimizer; others use "
+                   f"{config.MNIST_LR:g}. Repeat: --lr sgd=0.05 --lr linesearch=1.")
+@click.option("--layers", default=joined(config.MNIST_LAYERS), show_default=True,
+              help="Hidden layer widths, comma-separated.")
+@mnist_model_options
+@click.option("--out", type=click.Path(path_type=Path), default=config.COMPARE_OUT,
+              show_default=True, help="Where compare.json, compare.csv, figures and report go.")
+def mnist_compare_cmd(optimizers, lrs, layers, data_dir, download, activation, batch_size, epochs,
+                      seed, l2, dropout, input_dropout, grad_clip, schedule, standardise, patience,
+                      val_size, out):
+    """Optimizers head to head: the same network, initial weights and batches for each.
+
+    \b
+    Example (the line-search study's setting):
+      qa mnist compare --optimizers sgd,linesearch --lr sgd=0.05 --lr linesearch=1 \\
+          --layers 256,128,64 --batch-size 32 --epochs 10 --schedule constant
+    """
+    from pipeline.mnist_compare import compare_command
+
+    names = [n.strip() for n in optimizers.split(",") if n.strip()]
+    bad = [n for n in names if n not in MLP_OPTIMIZERS]
+    if bad or not names:
+        raise UserError(f"--optimizers takes names from {', '.join(MLP_OPTIMIZERS)}, got "
+                        f"{optimizers!r}")
+    lr = {}
+    for v in lrs:
+        name, sep, val = v.partition("=")
+        try:
+            lr[name] = float(val)
+        except ValueError:
+            raise UserError(f"--lr takes NAME=LR, e.g. sgd=0.05; got {v!r}") from None
+        if not sep:
+            raise UserError(f"--lr takes NAME=LR, e.g. sgd=0.05; got {v!r}")
+    base = _mnist_config(int_list(layers, "--layers"), activation, names[0], config.MNIST_LR,
+                         batch_size, epochs, seed, l2, dropout, input_dropout, grad_clip,
+                         schedule, standardise, patience, val_size)
+    res = compare_command(base, names, lr, data_dir, out, download, show_progress=not _quiet())
+    for name, r in res.items():
+        click.echo(f"{name}: best validation accuracy {r['best_val_acc']:.4f}, test "
+                   f"{r['test_acc']:.4f}, {sum(r['epoch_times_s']) / len(r['epoch_times_s']):.2f} "
+                   f"s per epoch")
+    click.echo(f"report: {Path(out) / 'report.md'}")
 
 
 @main.command("fit")
