@@ -39,6 +39,7 @@ bench: $(STAMP)  ## speed: MNIST NumPy MLP vs PyTorch, the tanh study, qa tune v
 	$(BIN)/python benchmarks/mnist_vs_torch.py
 	$(BIN)/python benchmarks/study_speed.py
 	$(BIN)/python benchmarks/tune_speed.py
+	$(BIN)/python benchmarks/linesearch_cost.py
 
 figures: $(STAMP)  ## regenerate the README figures in docs/ from a demo run
 	$(BIN)/qa run --model bundled --out output/runs/docs-demo
