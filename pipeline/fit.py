@@ -1,9 +1,9 @@
 """`qa fit TASK`: function approximation with the same MLP core, trained on MSE.
 
 Tasks: ``cubic`` (x^3 plus Gaussian noise), ``exp`` (exp(x)), ``sinc`` (sin(x)/x) and
-``sincos`` (the surface sin(x) + cos(y)). Inputs and targets are standardised for training
-with statistics of the training points only; R^2 is reported on held-out points in the
-original units.
+``sincos`` (the surface sin(x) + cos(y)). Inputs are standardised and targets centred (not
+scaled) with statistics of the training points only; R^2 is reported on held-out points in
+the original units.
 """
 
 from __future__ import annotations
@@ -100,8 +100,12 @@ def run_fit(cfg: FitConfig, out: Path | None = None) -> tuple[dict, Path]:
     rng = np.random.default_rng(cfg.seed)
     X, y = make_data(task, cfg.n_train, noise, rng)
     Xt, yt = make_data(task, cfg.n_test, noise, rng)
-    # standardise with training statistics only
-    xm, xs, ym, ys = X.mean(0), X.std(0), y.mean(0), y.std(0)
+    # training statistics only: inputs standardised, targets centred but kept in their units,
+    # so that a learning rate means the step it means in the reference setting (full-batch GD
+    # at lr 0.01 on the cubic reaches R^2 0.9903 this way, 0.9458 with standardised targets;
+    # the other tasks are equal or better: see the README)
+    xm, xs, ym = X.mean(0), X.std(0), y.mean(0)
+    ys = np.ones_like(ym)
     act = cfg.activation or task.activation
     model = MLP([task.dims, *cfg.layers, 1], activation=act, loss="mse", dtype=np.float64,
                 seed=cfg.seed)
@@ -143,7 +147,7 @@ def _figures(out, cfg, task, history, predict, Xt, yt, metrics) -> None:
     ax.plot(history["epoch"][1:], history["test_loss"][1:], label="held out")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (standardised targets)")
+    ax.set_ylabel("MSE (centred targets, original units)")
     ax.set_title(f"{cfg.task}: loss")
     ax.legend()
     ax.grid(alpha=0.3)
