@@ -318,3 +318,20 @@ def test_a_finished_replacement_drops_the_old_copy(tmp_path):
     replace_dir(tmp, final)
     assert (final / "new.txt").exists() and not (tmp_path / ".out.old").exists()
 
+
+
+def test_two_embeds_at_once_keep_every_vector(tmp_path):
+    """Two `qa embed` processes on different inputs share one text cache: both finish and the
+    cache holds the vectors of both (it used to keep one run's)."""
+    for k in range(2):
+        qs = [f"Soru {k}-{i}: hangi şehir daha eskidir?" for i in range(6)]
+        pd.DataFrame({"question": [q for q in qs for _ in (0, 1)],
+                      "answer": [f"Cevap {k}-{i}-{j}." for i in range(6) for j in (0, 1)],
+                      "label": [1, -1] * 6}).to_csv(tmp_path / f"in{k}.csv", index=False)
+    procs = [subprocess.Popen(_qa("-q", "embed", "--model", "bundled", "--input", f"in{k}.csv"),
+                              env=ENV, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+             for k in range(2)]
+    for p in procs:
+        assert p.wait(120) == 0, p.stderr.read()
+    cache = TextCache(tmp_path / config.EMBED_CACHE_DIR, "bundled")
+    assert len(cache.vecs) == 2 * (6 + 12)  # 6 questions and 12 answers per input
