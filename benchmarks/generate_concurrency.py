@@ -37,7 +37,7 @@ def fake_ollama(latency: float):
 def timed(concurrency: int, n: int = 200, latency: float = 0.1) -> float:
     with tempfile.TemporaryDirectory() as d, fake_ollama(latency) as host:
         t = time.perf_counter()
-        generate(GenerateOptions(llm="fake-model", n=n, out=Path(d) / "g.csv", host=host,
+        generate(GenerateOptions(llm="fake-model", n=n, out=Path(d) / "g.csv", hosts=(host,),
                                  concurrency=concurrency, show_progress=False))
         return time.perf_counter() - t
 

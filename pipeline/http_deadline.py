@@ -36,63 +36,78 @@ def request_deadline(seconds: float, stop: threading.Event | None = None):
         _local.ctx = prev
 
 
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
+def _classes(httpx, httpcore):
+    """The stream, backend and transport classes for one (httpx, httpcore) pair: the ollama
+    client runs on httpx/httpcore, the openai client (3.x) on their forks httpx2/httpcore2,
+    which have the same API."""
 
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        ctx = getattr(_local, "ctx", None)
-        if ctx is None:
-            return self._inner.read(max_bytes, timeout)
-        deadline, stop = ctx
-        read_end = None if timeout is None else time.monotonic() + timeout
-        end = deadline if read_end is None else min(deadline, read_end)
-        while True:
-            if stop is not None and stop.is_set():
-                raise httpcore.ReadError("request cancelled")
-            left = end - time.monotonic()
-            if left <= 0:
-                raise httpcore.ReadTimeout("the request took longer than its total deadline"
-                                           if end == deadline else "timed out")
-            try:
-                return self._inner.read(max_bytes, min(SLICE_S, left))
-            except httpcore.ReadTimeout:
-                continue  # a slice ran out with no data: look at the clock and the stop event
+    class DeadlineStream(httpcore.NetworkStream):
+        def __init__(self, inner) -> None:
+            self._inner = inner
 
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, timeout)
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            ctx = getattr(_local, "ctx", None)
+            if ctx is None:
+                return self._inner.read(max_bytes, timeout)
+            deadline, stop = ctx
+            read_end = None if timeout is None else time.monotonic() + timeout
+            end = deadline if read_end is None else min(deadline, read_end)
+            while True:
+                if stop is not None and stop.is_set():
+                    raise httpcore.ReadError("request cancelled")
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise httpcore.ReadTimeout("the request took longer than its total deadline"
+                                               if end == deadline else "timed out")
+                try:
+                    return self._inner.read(max_bytes, min(SLICE_S, left))
+                except httpcore.ReadTimeout:
+                    continue  # a slice ran out with no data: look at the clock and the stop event
 
-    def close(self) -> None:
-        self._inner.close()
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._inner.write(buffer, timeout)
 
-    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+        def close(self) -> None:
+            self._inner.close()
 
-    def get_extra_info(self, info: str):
-        return self._inner.get_extra_info(info)
+        def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+            return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+        def get_extra_info(self, info: str):
+            return self._inner.get_extra_info(info)
+
+    class DeadlineBackend(httpcore.SyncBackend):
+        def connect_tcp(self, *args, **kwargs):
+            return DeadlineStream(super().connect_tcp(*args, **kwargs))
+
+        def connect_unix_socket(self, *args, **kwargs):
+            return DeadlineStream(super().connect_unix_socket(*args, **kwargs))
+
+    class DeadlineTransport(httpx.HTTPTransport):
+        """httpx's transport on a connection pool whose connections honour
+        ``request_deadline``. httpx takes no network backend as an argument, so the pool it
+        builds is replaced by an equal one (same TLS context, limits, HTTP/1.1) using ours."""
+
+        def __init__(self, limits=None) -> None:
+            limits = limits or httpx.Limits()
+            super().__init__(limits=limits)
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=httpx.create_ssl_context(),
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=DeadlineBackend(),
+            )
+
+    return DeadlineTransport
 
 
-class _DeadlineBackend(httpcore.SyncBackend):
-    def connect_tcp(self, *args, **kwargs) -> httpcore.NetworkStream:
-        return _DeadlineStream(super().connect_tcp(*args, **kwargs))
-
-    def connect_unix_socket(self, *args, **kwargs) -> httpcore.NetworkStream:
-        return _DeadlineStream(super().connect_unix_socket(*args, **kwargs))
+DeadlineTransport = _classes(httpx, httpcore)  # for the ollama client
 
 
-class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's transport on a connection pool whose connections honour ``request_deadline``.
+def deadline_transport_httpx2():
+    """The same transport for the openai client's httpx2 (imported only when used)."""
+    import httpcore2
+    import httpx2
 
-    httpx does not take a network backend as an argument, so the pool it builds is replaced
-    by an equal one (same TLS context, limits and HTTP/1.1) that uses ours.
-    """
-
-    def __init__(self, limits: httpx.Limits = httpx.Limits()) -> None:
-        super().__init__(limits=limits)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_DeadlineBackend(),
-        )
+    return _classes(httpx2, httpcore2)()

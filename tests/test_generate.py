@@ -15,18 +15,15 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.files import UserError
-from pipeline.generate import (
-    GenerateOptions,
-    Journal,
-    QuestionWriter,
-    generate,
-    make_client,
+from pipeline.gen_journal import Journal
+from pipeline.gen_text import (
     normalise_question,
     parse_item,
     strip_reasoning,
     turkish_lower,
     validate_item,
 )
+from pipeline.generate import GenerateOptions, QuestionWriter, connect, generate
 from tests.fakes.ollama_server import FakeOllama, item
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def opts(fake, tmp_path, **kw) -> GenerateOptions:
     base = dict(llm="fake-model", n=6, out=tmp_path / "gen.csv", concurrency=1,
-                host=fake.host, backoff_base=0.01, backoff_max=0.05, read_timeout=5.0,
+                hosts=(fake.host,), backoff_base=0.01, backoff_max=0.05, read_timeout=5.0,
                 show_progress=False)
     base.update(kw)
     return GenerateOptions(**base)
@@ -267,7 +264,7 @@ def test_answer_arriving_after_ctrl_c_is_dropped(tmp_path):
     journal = Journal(tmp_path / "gen.jsonl")
     with FakeOllama() as fake:
         o = opts(fake, tmp_path)
-        gen = QuestionWriter(o, make_client(o), journal)
+        gen = QuestionWriter(o, connect(o), journal)
         assert gen.run_slot(0) == "accepted"
         journal.freeze()  # what generate() does on KeyboardInterrupt
         assert gen.run_slot(1) == "stopped"

@@ -21,7 +21,8 @@ from pipeline import config
 from pipeline.cli import main
 from pipeline.embed import TextCache, bound_texts
 from pipeline.files import UMASK, UserError, atomic_write_text, make_temp_dir
-from pipeline.generate import GenerateOptions, Journal, generate
+from pipeline.gen_journal import Journal
+from pipeline.generate import GenerateOptions, generate
 from pipeline.locking import FileLock
 from pipeline.rundir import read_summary, recover
 from tests.conftest import make_processed
@@ -87,7 +88,7 @@ def test_torn_journal_line_is_cut_and_the_run_resumes(tmp_path, caplog, tail):
                                  for g in good) + tail)
     caplog.set_level("WARNING")
     with FakeOllama() as fake:
-        generate(GenerateOptions(llm="fake-model", n=8, out=tmp_path / "gen.csv", host=fake.host,
+        generate(GenerateOptions(llm="fake-model", n=8, out=tmp_path / "gen.csv", hosts=(fake.host,),
                                  backoff_base=0.01, show_progress=False))
     assert any("torn last line" in r.message for r in caplog.records)
     lines = journal.read_bytes().decode("utf-8").splitlines()
@@ -170,17 +171,16 @@ def test_two_trains_on_one_run_dir_both_land(tmp_path):
 
 # ------------------------------------------------------------- 4-5. hangs, Ctrl-C
 def test_a_dripping_server_is_timed_out(tmp_path):
-    import httpx
-
-    from pipeline.generate import QuestionWriter, make_client
+    from pipeline.llm import TransientError, make_backend
 
     with FakeOllama(default="drip", drip_seconds=0.2) as fake:
-        o = GenerateOptions(llm="fake-model", n=2, out=tmp_path / "g.csv", host=fake.host,
+        o = GenerateOptions(llm="fake-model", n=2, out=tmp_path / "g.csv", hosts=(fake.host,),
                             read_timeout=1.0, max_attempts=1, show_progress=False)
-        gen = QuestionWriter(o, make_client(o), Journal(tmp_path / "g.jsonl"))
+        backend = make_backend("ollama", fake.host, 5.0, 1.0)
         t = time.perf_counter()
-        with pytest.raises(httpx.ReadTimeout):  # each byte comes within 1 s; the answer not
-            gen._request("tarih", seed=0)
+        with pytest.raises(TransientError, match="timeout"):  # each byte within 1 s, not all
+            backend.chat("fake-model", "Soru yaz.", {}, temperature=0.8, seed=0, max_tokens=64,
+                         deadline_s=1.0)
         assert time.perf_counter() - t < 1.0 + 5
         with pytest.raises(UserError, match="timeout 2"):  # the run: counted, then given up
             generate(o)
@@ -191,7 +191,8 @@ def test_a_dripping_startup_check_is_timed_out(tmp_path):
         t = time.perf_counter()
         with pytest.raises(UserError, match="did not answer in time"):
             generate(GenerateOptions(llm="fake-model", n=2, out=tmp_path / "g.csv",
-                                     host=fake.host, read_timeout=1.0, show_progress=False))
+                                     hosts=(fake.host,), read_timeout=1.0,
+                                     show_progress=False))
         assert time.perf_counter() - t < 1.0 + 5
 
 

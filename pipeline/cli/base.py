@@ -70,7 +70,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s")
-    for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "sentence_transformers",
+                  "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet

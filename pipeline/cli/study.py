@@ -71,9 +71,17 @@ def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs) -> 
 @click.option("--out", type=click.Path(path_type=Path), default=config.GENERATED_CSV,
               show_default=True, help="Output CSV; a .jsonl journal beside it makes reruns resume.")
 @click.option("--concurrency", "-c", default=config.GEN_CONCURRENCY, show_default=True, type=int,
-              help="Parallel requests (match the server's OLLAMA_NUM_PARALLEL).")
-@click.option("--host", default=None,
-              help=f"Ollama server URL (default: $OLLAMA_HOST, else {config.OLLAMA_HOST}).")
+              help="Parallel requests per host (match the server's OLLAMA_NUM_PARALLEL, or "
+                   "vLLM's batch).")
+@click.option("--backend", type=click.Choice(["ollama", "openai"]), default=config.GEN_BACKEND,
+              show_default=True,
+              help="ollama: Ollama's own API. openai: any OpenAI-compatible server (vLLM, "
+                   "llama.cpp's llama-server, LM Studio, Ollama's /v1); its key, if it needs "
+                   "one, comes from $OPENAI_API_KEY.")
+@click.option("--host", "hosts", multiple=True,
+              help=f"Server URL; repeat for several servers, requests are spread over them "
+                   f"(default for ollama: $OLLAMA_HOST, else {config.OLLAMA_HOST}; openai needs "
+                   f"one, e.g. http://127.0.0.1:8000/v1).")
 @click.option("--pull", is_flag=True, help="Pull the model first if the server lacks it.")
 @click.option("--temperature", default=config.GEN_TEMPERATURE, show_default=True, type=float,
               help="Sampling temperature.")
@@ -88,9 +96,10 @@ def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs) -> 
                    "cut off too).")
 @click.option("--max-attempts", default=config.GEN_MAX_ATTEMPTS, show_default=True, type=int,
               help="Attempts per question before it is given up.")
-def generate_cmd(llm, n, out, concurrency, host, pull, temperature, seed, num_predict,
+def generate_cmd(llm, n, out, concurrency, backend, hosts, pull, temperature, seed, num_predict,
                  connect_timeout, read_timeout, max_attempts):
-    """Generate Turkish question-answer pairs with an LLM served by Ollama.
+    """Generate Turkish question-answer pairs with an LLM on Ollama or an OpenAI-compatible
+    server, on one host or spread over several.
 
     Resumable: accepted questions go to a journal at once, so rerunning the same command
     continues where it stopped. Needs a running server (`ollama serve`) with the model
@@ -100,10 +109,13 @@ def generate_cmd(llm, n, out, concurrency, host, pull, temperature, seed, num_pr
     Examples:
       qa generate
       qa generate --n 40 --concurrency 4 --host http://gpu-box:11434
+      qa generate --backend openai --host http://gpu1:8000/v1 --host http://gpu2:8000/v1 \\
+          --model ytu-ce-cosmos/Turkish-Gemma-9b-T1
     """
     from pipeline.generate import GenerateOptions, generate
 
-    opts = GenerateOptions(llm=llm, n=n, out=out, concurrency=concurrency, host=host,
+    opts = GenerateOptions(llm=llm, n=n, out=out, concurrency=concurrency, hosts=hosts,
+                           backend=backend,
                            temperature=temperature, seed=seed, num_predict=num_predict,
                            connect_timeout=connect_timeout, read_timeout=read_timeout,
                            max_attempts=max_attempts, pull=pull, show_progress=not _quiet())
@@ -215,13 +227,14 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
               help="Ollama model for generation.")
 @click.option("--n", "n", default=config.GEN_N, show_default=True, type=int,
               help="Rows to generate.")
-@click.option("--host", default=None, help="Ollama server URL (default: $OLLAMA_HOST).")
+@click.option("--host", "hosts", multiple=True,
+              help="Ollama server URL, repeatable (default: $OLLAMA_HOST).")
 @click.option("--concurrency", default=config.GEN_CONCURRENCY, show_default=True, type=int,
               help="Parallel generation requests.")
 @study_options
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run dir (default: output/runs/<processed dir name>).")
-def run_cmd(embedder, features, input_csv, regenerate, llm, n, host, concurrency,
+def run_cmd(embedder, features, input_csv, regenerate, llm, n, hosts, concurrency,
             optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs, out):
     """Run every stage: [generate ->] embed -> train -> visualize, skipping what is up to date.
 
@@ -239,7 +252,7 @@ def run_cmd(embedder, features, input_csv, regenerate, llm, n, host, concurrency
     from pipeline.run import run_all
 
     study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
-    gen = GenerateOptions(llm=llm, n=n, host=host, concurrency=concurrency,
+    gen = GenerateOptions(llm=llm, n=n, hosts=hosts, concurrency=concurrency,
                           show_progress=not _quiet())
     report = run_all(EmbedOptions(embedder=embedder, features=features), input_csv, study,
                      out=out, show_progress=not _quiet(), gen=gen, regenerate=regenerate)

@@ -1,0 +1,48 @@
+"""LLM servers behind one small interface, so a stage never touches a client library's types.
+
+A backend is made for one host and offers::
+
+    preflight(model, pull, show_progress)   # reachable? model there? (or pull it)
+    chat(model, prompt, schema, temperature=, seed=, max_tokens=, deadline_s=, stop=) -> Reply
+
+``chat`` turns every failure of its client into :class:`TransientError` (worth a retry: a
+timeout, a dropped connection, 429, 5xx) or :class:`FatalError` (no retry helps: the model is
+missing, the request is refused). A new kind of server is one module with one class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKENDS = ("ollama", "openai")
+
+
+@dataclass
+class Reply:
+    text: str  # the model's answer, reasoning included if it wrote any
+    finish_reason: str  # "stop", or "length" when the token cap cut it
+
+
+class TransientError(Exception):
+    """A failure a retry may fix; ``reason`` names it in the run's summary (http_503, ...)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FatalError(Exception):
+    """An error no retry can fix (model gone, request refused, key rejected)."""
+
+
+def make_backend(kind: str, host: str | None, connect_timeout: float, read_timeout: float):
+    """The backend ``kind`` for ``host`` (None: the kind's default, e.g. $OLLAMA_HOST)."""
+    if kind == "ollama":
+        from pipeline.llm.ollama_backend import OllamaBackend
+
+        return OllamaBackend(host, connect_timeout, read_timeout)
+    if kind == "openai":
+        from pipeline.llm.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(host, connect_timeout, read_timeout)
+    raise ValueError(f"unknown backend {kind!r}")

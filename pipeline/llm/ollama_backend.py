@@ -1,0 +1,107 @@
+"""Ollama's native API through the official ``ollama`` client."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pipeline import config
+from pipeline.errors import UserError
+from pipeline.http_deadline import DeadlineTransport, request_deadline
+from pipeline.llm import FatalError, Reply, TransientError
+
+log = logging.getLogger(__name__)
+
+
+class OllamaBackend:
+    name = "ollama"
+
+    def __init__(self, host: str | None, connect_timeout: float, read_timeout: float) -> None:
+        import httpx
+        import ollama
+
+        self.host = host or os.environ.get("OLLAMA_HOST") or config.OLLAMA_HOST
+        self.read_timeout = read_timeout
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        # every request also gets a total deadline (a slow drip never trips a per-read timeout)
+        self.client = ollama.Client(host=self.host, timeout=timeout, transport=DeadlineTransport())
+        self.think: bool | None = False  # dropped if the server refuses the field
+
+    def preflight(self, model: str, pull: bool, show_progress: bool) -> None:
+        """Fail within the connect timeout on an unreachable server; check (or pull) the model."""
+        import httpx
+        import ollama
+
+        try:
+            with request_deadline(self.read_timeout):
+                self.client.show(model)
+            return
+        except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout) as e:
+            raise UserError(f"cannot reach Ollama at {self.host}; start it with `ollama serve` "
+                            "(or pass --host / set OLLAMA_HOST)") from e
+        except httpx.TimeoutException as e:
+            raise UserError(f"Ollama at {self.host} did not answer in time; is it "
+                            "overloaded?") from e
+        except ollama.ResponseError as e:
+            if e.status_code != 404:
+                raise UserError(f"Ollama at {self.host} answered {e.status_code}: {e.error}") from e
+        except Exception as e:  # noqa: BLE001 - e.g. a server whose /api/show reply the client
+            log.debug("model check inconclusive (%s); going on", e)  # cannot parse: it is there
+            return
+        if not pull:
+            raise UserError(f"model {model!r} is not pulled on {self.host}; run: "
+                            f"ollama pull {model}   (or pass --pull)")
+        self._pull(model, show_progress)
+
+    def _pull(self, model: str, show_progress: bool) -> None:
+        import ollama
+        from tqdm import tqdm
+
+        bar = tqdm(desc=f"pull {model}", unit="B", unit_scale=True, disable=not show_progress)
+        digest = None
+        try:
+            for part in self.client.pull(model, stream=True):
+                if part.digest and part.digest != digest and part.total:
+                    digest = part.digest
+                    bar.reset(total=part.total)
+                if part.completed is not None and part.total:
+                    bar.n = part.completed
+                    bar.refresh()
+                bar.set_postfix_str(part.status or "")
+        except ollama.ResponseError as e:
+            raise UserError(f"pulling {model!r} failed: {e.error}") from e
+        finally:
+            bar.close()
+
+    def chat(self, model: str, prompt: str, schema: dict, *, temperature: float, seed: int,
+             max_tokens: int, deadline_s: float, stop=None) -> Reply:
+        import httpx
+        import ollama
+
+        kwargs = dict(model=model, messages=[{"role": "user", "content": prompt}], format=schema,
+                      options={"temperature": temperature, "seed": seed,
+                               "num_predict": max_tokens}, stream=False)
+        try:
+            with request_deadline(deadline_s, stop):  # total, per request
+                try:
+                    resp = self.client.chat(think=self.think, **kwargs)
+                except ollama.ResponseError as e:
+                    if self.think is not None and e.status_code == 400 and "think" in str(e.error):
+                        self.think = None  # an older server or a model without thinking control
+                        resp = self.client.chat(**kwargs)
+                    else:
+                        raise
+        except ollama.ResponseError as e:
+            code = e.status_code
+            if code is None or code >= 500 or code == 429:
+                raise TransientError(f"http_{code or 'error'}") from e
+            if code == 404:
+                raise FatalError(f"model {model!r} not found on {self.host}: run "
+                                 f"ollama pull {model}") from e
+            raise FatalError(f"Ollama at {self.host} refused the request ({code}): "
+                             f"{e.error}") from e
+        except httpx.TimeoutException as e:
+            raise TransientError("timeout") from e
+        except (httpx.TransportError, ConnectionError) as e:
+            raise TransientError("connection") from e
+        return Reply(resp.message.content or "", getattr(resp, "done_reason", None) or "stop")
