@@ -272,3 +272,134 @@ def test_answer_arriving_after_ctrl_c_is_dropped(tmp_path):
     assert [it["slot"] for it in journal.items] == [0]
     assert [it["slot"] for it in Journal(tmp_path / "gen.jsonl").items] == [0]
 
+
+
+# ------------------------------------------------------------ OpenAI-compatible servers
+from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
+
+SECRET = "sk-test-SECRET-51f3a9"
+
+
+def oai(fake, tmp_path, **kw) -> GenerateOptions:
+    return opts(fake, tmp_path, backend="openai", **kw)
+
+
+def test_openai_backend_happy_path(tmp_path):
+    with FakeOpenAI() as fake:
+        out = generate(oai(fake, tmp_path, n=20, concurrency=2))
+    check_dataset(rows(out), 20)
+    body = fake.requests[0]
+    fmt = body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert fmt["json_schema"]["schema"]["required"] == ["question", "correct_answer",
+                                                       "incorrect_answer", "topic"]
+    assert body["messages"][0]["role"] == "user" and "Konu:" in body["messages"][0]["content"]
+    assert body["max_tokens"] > 0 and "seed" in body
+
+
+@pytest.mark.parametrize("fault,reason", [
+    ("malformed", "invalid_json"), ("500", "http_500"), ("503", "http_503"),
+    ("length", "truncated"), ("slow", "timeout"), ("drop", "connection"),
+    ("english", "not_turkish"), ("duplicate", "duplicate")])
+def test_openai_faults_are_survived(tmp_path, fault, reason, caplog):
+    caplog.set_level("INFO")
+    script = ["ok", fault] if fault == "duplicate" else [fault]
+    with FakeOpenAI(script=script, slow_seconds=2.0) as fake:
+        out = generate(oai(fake, tmp_path, n=6 if fault == "duplicate" else 4, read_timeout=0.5))
+    check_dataset(rows(out), 6 if fault == "duplicate" else 4)
+    summary = [r.message for r in caplog.records if r.message.startswith("done:")][0]
+    assert f"{reason} 1" in summary
+
+
+def test_openai_preflight_names_the_missing_model_and_an_unreachable_host(runner, tmp_path):
+    with FakeOpenAI(models=("other-model",)) as fake:
+        res = runner.invoke(main, ["generate", "--backend", "openai", "--host", fake.host,
+                                   "--model", "tiny", "--out", str(tmp_path / "g.csv")])
+    assert res.exit_code != 0 and "not served by" in res.output and "other-model" in res.output
+    res = runner.invoke(main, ["generate", "--backend", "openai", "--host",
+                               "http://127.0.0.1:9/v1", "--out", str(tmp_path / "g.csv")])
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code != 0 and "cannot reach" in last and "127.0.0.1:9/v1" in last
+    res = runner.invoke(main, ["generate", "--backend", "openai", "--out", str(tmp_path / "g.csv")])
+    assert res.exit_code != 0 and "needs --host" in res.output
+
+
+def _openai_cmd(fake, out, n, *extra):
+    return [sys.executable, "-m", "pipeline.cli", *extra, "generate", "--backend", "openai",
+            "--model", "fake-model", "--n", str(n), "--concurrency", "2", "--host", fake.host,
+            "--out", str(out)]
+
+
+def test_openai_key_is_used_but_never_printed_or_written(tmp_path):
+    out = tmp_path / "gen.csv"
+    env = {**ENV, "OPENAI_API_KEY": SECRET}
+    with FakeOpenAI(script=["500", "malformed"]) as fake:
+        res = subprocess.run(_openai_cmd(fake, out, 6, "-vv"), env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert fake.auth and all(a == f"Bearer {SECRET}" for a in fake.auth)  # it was sent
+    assert SECRET not in res.stdout + res.stderr
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_openai_sigkill_mid_run_then_resume(tmp_path):
+    out = tmp_path / "gen.csv"
+    journal = out.with_suffix(".jsonl")
+    with FakeOpenAI(latency=0.05, script=["503", "malformed"] * 3) as fake:
+        cmd = _openai_cmd(fake, out, 40, "-q")
+        proc = _start_and_wait(cmd, tmp_path, journal, 6, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+        assert 6 <= len(before) < 20, "the kill should land mid-run"
+        res = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr.decode()
+    df = rows(out)
+    check_dataset(df, 40)
+    assert {b["question"] for b in before} <= set(df["question"])
+
+
+def test_openai_ctrl_c_stops_cleanly(tmp_path):
+    out = tmp_path / "gen.csv"
+    journal = out.with_suffix(".jsonl")
+    with FakeOpenAI(latency=0.05) as fake:
+        proc = _start_and_wait(_openai_cmd(fake, out, 200), tmp_path, journal, 5,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    assert len(rows(out)) == 2 * len(journal.read_text().splitlines())
+
+
+# ------------------------------------------------------------------------- several hosts
+def test_two_hosts_one_lost_mid_run_loses_nothing(tmp_path, caplog):
+    import threading
+
+    caplog.set_level("INFO")
+    with FakeOllama(latency=0.05) as a, FakeOllama(latency=0.05) as b:
+        o = opts(a, tmp_path, n=60, concurrency=2, hosts=(a.host, b.host), read_timeout=2.0)
+        result = {}
+        t = threading.Thread(target=lambda: result.update(out=generate(o)))
+        t.start()
+        journal = tmp_path / "gen.jsonl"
+        deadline = time.time() + 30
+        while time.time() < deadline and not (journal.exists()
+                                              and len(journal.read_text().splitlines()) >= 8):
+            time.sleep(0.02)
+        assert len(b.requests) > 0, "both hosts should have had work"
+        b.server.shutdown()  # host B goes away mid-run
+        b.server.server_close()
+        t.join(60)
+    check_dataset(rows(result["out"]), 60)
+    hosts = [r.message for r in caplog.records if r.message.startswith("hosts:")][0]
+    assert a.host in hosts and b.host in hosts
+
+
+def test_two_hosts_share_the_work(tmp_path):
+    with FakeOllama(latency=0.1) as a, FakeOllama(latency=0.1) as b:
+        generate(opts(a, tmp_path, n=24, concurrency=2, hosts=(a.host, b.host)))
+    assert len(a.requests) >= 4 and len(b.requests) >= 4
+    assert a.max_in_flight <= 2 and b.max_in_flight <= 2  # the limit is per host

@@ -43,6 +43,14 @@ def item(k: int) -> dict:
     }
 
 
+def duplicate_of(k: int) -> dict:
+    """Item k again, its question in Turkish upper case with other punctuation."""
+    prev = item(k)
+    q = prev["question"].replace("i", "İ").replace("ı", "I")  # Turkish upper
+    prev["question"] = q.upper().replace("?", " ?!")
+    return prev
+
+
 class FakeOllama:
     """Start with ``with FakeOllama(...) as fake:``; ``fake.host`` is its URL."""
 
@@ -192,10 +200,7 @@ class FakeOllama:
                 elif fault == "length":
                     content, reason = content[: len(content) // 2], "length"
                 elif fault == "duplicate":
-                    prev = item(k - 1)
-                    q = prev["question"].replace("i", "İ").replace("ı", "I")  # Turkish upper
-                    prev["question"] = q.upper().replace("?", " ?!")
-                    content = json.dumps(prev, ensure_ascii=False)
+                    content = json.dumps(duplicate_of(k - 1), ensure_ascii=False)
                 elif fault == "english":
                     content = json.dumps({"question": "What is the capital city of France?",
                                           "correct_answer": "The capital city is Paris.",
