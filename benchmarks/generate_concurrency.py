@@ -1,5 +1,6 @@
-"""Benchmark: `qa generate` of 200 rows against a fake Ollama with 100 ms latency, serial
-versus --concurrency 4. Run: .venv/bin/python benchmarks/generate_concurrency.py
+"""Benchmark: `qa generate` of 200 rows against fake Ollama servers with 100 ms latency:
+serial versus --concurrency 4 on one host, and one host versus two hosts at --concurrency 2
+each. Run: .venv/bin/python benchmarks/generate_concurrency.py
 
 The fake server (tests/fakes/ollama_server.py) runs as its own process, as a real Ollama would.
 """
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +35,11 @@ def fake_ollama(latency: float):
         proc.wait(10)
 
 
-def timed(concurrency: int, n: int = 200, latency: float = 0.1) -> float:
-    with tempfile.TemporaryDirectory() as d, fake_ollama(latency) as host:
+def timed(concurrency: int, n_hosts: int = 1, n: int = 200, latency: float = 0.1) -> float:
+    with tempfile.TemporaryDirectory() as d, ExitStack() as stack:
+        hosts = tuple(stack.enter_context(fake_ollama(latency)) for _ in range(n_hosts))
         t = time.perf_counter()
-        generate(GenerateOptions(llm="fake-model", n=n, out=Path(d) / "g.csv", hosts=(host,),
+        generate(GenerateOptions(llm="fake-model", n=n, out=Path(d) / "g.csv", hosts=hosts,
                                  concurrency=concurrency, show_progress=False))
         return time.perf_counter() - t
 
@@ -47,3 +49,6 @@ if __name__ == "__main__":
     par = timed(4)
     print(f"200 rows, 100 ms latency: serial {serial:.2f} s, --concurrency 4 {par:.2f} s, "
           f"ratio {par / serial:.2f}")
+    one, two = timed(2, 1), timed(2, 2)
+    print(f"--concurrency 2 per host: one host {one:.2f} s, two hosts {two:.2f} s, "
+          f"ratio {two / one:.2f} (goal <= 0.6)")

@@ -71,7 +71,11 @@ class FakeOllama:
         self.max_in_flight = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
-        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+        port = self.server.server_address[1]
+        self.host = f"http://127.0.0.1:{port}"
+        # each server numbers its questions apart (by its port), so two fake hosts do not hand
+        # out the same questions, as real servers sampling independently would not
+        self.counter = port * 100_000
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
