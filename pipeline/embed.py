@@ -232,9 +232,10 @@ def resolve_input(path: Path | None) -> Path:
         if Path(path).is_dir():
             raise UserError(f"input {path} is a directory; pass the pairs CSV inside it")
         return Path(path)
-    if config.GENERATED_CSV.exists():
-        log.info("input: %s (generated)", config.GENERATED_CSV)
-        return config.GENERATED_CSV
+    for made, what in ((config.CURATED_CSV, "curated"), (config.GENERATED_CSV, "generated")):
+        if made.exists():
+            log.info("input: %s (%s)", made, what)
+            return made
     bundled = config.bundled_csv()
     log.info("input: %s (bundled; run `qa generate` for your own)", bundled)
     return bundled
@@ -440,6 +441,8 @@ def embed_pairs(questions: list[str], answers: list[str], opts: EmbedOptions, qp
     loaded only then); new vectors are merged into the cache.
     """
     t0 = time.perf_counter()
+    if not questions:
+        raise UserError("there are no texts to embed")
     cache = TextCache(config.EMBED_CACHE_DIR, opts.embedder)
     embedder: Embedder | None = None
     vectors: dict[str, np.ndarray] = {}

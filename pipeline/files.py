@@ -455,3 +455,43 @@ def load_processed(path: Path) -> Dataset:
         arrs["X_train"].astype(np.float32), arrs["y_train"].astype(np.float32),
         arrs["X_test"].astype(np.float32), arrs["y_test"].astype(np.float32), path, meta,
     )
+
+
+# ----------------------------------------------------------------------- JSONL journals
+def read_jsonl(path: Path, fix: str) -> list[dict]:
+    """The records of a JSONL journal. A torn last line (a kill mid-append) is cut off and
+    said; any other line that is not a JSON object is an error naming its line number."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+        log.warning("%s: removed a torn last line left by an interrupted run", path)
+    out = []
+    for no, raw in enumerate(data[:end].split(b"\n")[:-1], 1):
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            rec = None
+        if not isinstance(rec, dict):
+            raise UserError(f"{path} line {no} is not a JSON record; {fix}")
+        out.append(rec)
+    return out
+
+
+def append_jsonl(path: Path, records: list[dict]) -> None:
+    """Append records, one line each, flushed and fsynced before returning."""
+    if not records:
+        return
+    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    try:
+        ensure_dir(Path(path).parent)
+        with open(path, "ab") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise os_error(e, Path(path)) from e

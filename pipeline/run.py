@@ -36,14 +36,23 @@ def set_aside_generated() -> None:
 
 def run_all(embed: EmbedOptions, input_csv: Path | None, study: StudyConfig,
             out: Path | None = None, show_progress: bool = True,
-            gen: GenerateOptions | None = None, regenerate: bool = False) -> Path:
-    """[generate ->] embed -> train -> visualize; returns the report's path."""
+            gen: GenerateOptions | None = None, regenerate: bool = False,
+            judge_model: str | None = None) -> Path:
+    """[generate ->] [curate ->] embed -> train -> visualize; returns the report's path.
+    Curation runs when a judge model is given and there is a generated set to curate."""
     t0 = time.perf_counter()
     if input_csv is None and needs_generation(regenerate):
         log.info("[0/3] generate")
         if regenerate:
             set_aside_generated()
         generate(gen or GenerateOptions(show_progress=show_progress))
+    if judge_model and input_csv is None and config.GENERATED_CSV.exists():
+        from pipeline.curate import CurateOptions, curate
+
+        log.info("[0/3] curate")
+        g = gen or GenerateOptions()
+        log.info(curate(CurateOptions(judge_model=judge_model, backend=g.backend, hosts=g.hosts,
+                                      concurrency=g.concurrency, show_progress=show_progress))[1])
     log.info("[1/3] embed")
     data_dir = embed_stage(input_csv, embed, show_progress=show_progress)
     log.info("[2/3] train")

@@ -56,6 +56,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     \b
     The study, stage by stage (each reads the previous stage's output):
       qa generate    Turkish QA pairs from Turkish-Gemma via Ollama
+      qa curate      near-duplicates and disputed labels out, a data card
       qa embed       sentence embeddings -> [q ; a ; 1] feature vectors
       qa train       tanh(w.x) with GD, SGD, Adam, ... over several seeds
       qa visualize   t-SNE / PCA trajectories, curves, report.md

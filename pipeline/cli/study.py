@@ -231,12 +231,15 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
               help="Ollama server URL, repeatable (default: $OLLAMA_HOST).")
 @click.option("--concurrency", default=config.GEN_CONCURRENCY, show_default=True, type=int,
               help="Parallel generation requests.")
+@click.option("--judge-model", default=None,
+              help="Curate the generated set first (`qa curate`) with this judge model.")
 @study_options
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run dir (default: output/runs/<processed dir name>).")
-def run_cmd(embedder, features, input_csv, regenerate, llm, n, hosts, concurrency,
+def run_cmd(embedder, features, input_csv, regenerate, llm, n, hosts, concurrency, judge_model,
             optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs, out):
-    """Run every stage: [generate ->] embed -> train -> visualize, skipping what is up to date.
+    """Run every stage: [generate ->] [curate ->] embed -> train -> visualize, skipping what is
+    up to date (curation runs with --judge-model).
 
     Generation runs only with --regenerate, to finish an interrupted `qa generate`, or when
     there is no dataset at all; otherwise the generated set (or the bundled one) is used.
@@ -255,7 +258,8 @@ def run_cmd(embedder, features, input_csv, regenerate, llm, n, hosts, concurrenc
     gen = GenerateOptions(llm=llm, n=n, hosts=hosts, concurrency=concurrency,
                           show_progress=not _quiet())
     report = run_all(EmbedOptions(embedder=embedder, features=features), input_csv, study,
-                     out=out, show_progress=not _quiet(), gen=gen, regenerate=regenerate)
+                     out=out, show_progress=not _quiet(), gen=gen, regenerate=regenerate,
+                     judge_model=judge_model)
     click.echo(f"report: {report}")
 
 
@@ -404,3 +408,41 @@ def curve_cmd(input_csv, sizes, features, optimizers, seeds, epochs, embedder, j
                         embed=EmbedOptions(embedder=embedder), jobs=jobs)
     out_dir = curve(input_csv, opts, out, show_progress=not _quiet())
     click.echo(f"report: {out_dir / 'report.md'}")
+
+
+@main.command("curate")
+@click.option("--input", "input_csv", type=click.Path(path_type=Path),
+              default=config.GENERATED_CSV, show_default=True, help="Generated pairs CSV.")
+@click.option("--out", type=click.Path(path_type=Path), default=config.CURATED_CSV,
+              show_default=True,
+              help="Curated CSV (qa embed prefers it); X.rejected.csv and the data card X.md go "
+                   "beside it.")
+@click.option("--embedder", default=config.CURATE_EMBEDDER, show_default=True,
+              help="Embedding model for near-duplicates, as `qa embed --model`.")
+@click.option("--min-cos", default=config.CURATE_MIN_COS, show_default=True, type=float,
+              help="Two questions are duplicates when the cosines of both the questions and "
+                   "their correct answers reach this (or their normal forms are equal).")
+@click.option("--judge-model", default=None,
+              help="An LLM that judges every row alone; a question whose rows it disputes is "
+                   "dropped (default: no judge).")
+@click.option("--backend", type=click.Choice(["ollama", "openai"]), default=config.GEN_BACKEND,
+              show_default=True, help="Where the judge runs, as for `qa generate`.")
+@click.option("--host", "hosts", multiple=True, help="Judge server URL(s), as for `qa generate`.")
+@click.option("--concurrency", "-c", default=config.GEN_CONCURRENCY, show_default=True, type=int,
+              help="Judge requests in flight per host.")
+def curate_cmd(input_csv, out, embedder, min_cos, judge_model, backend, hosts, concurrency):
+    """Drop near-duplicate questions and, with a judge model, disputed labels; keep a data card.
+
+    Every dropped row goes to X.rejected.csv with its reason: kept + rejected = input.
+
+    \b
+    Examples:
+      qa curate
+      qa curate --judge-model hf.co/ytu-ce-cosmos/Turkish-Gemma-9b-T1-GGUF:Q4_K_M
+    """
+    from pipeline.curate import CurateOptions, curate
+
+    path, summary = curate(CurateOptions(
+        input=input_csv, out=out, embedder=embedder, min_cos=min_cos, judge_model=judge_model,
+        backend=backend, hosts=hosts, concurrency=concurrency, show_progress=not _quiet()))
+    click.echo(f"{summary}\ncurated: {path}")

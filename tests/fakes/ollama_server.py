@@ -16,6 +16,7 @@ injects scripted faults: each chat request takes the next entry of ``script`` (t
     drop        closes the connection without answering
     english     a valid-looking item in English
     midstream   (streamed requests) an error line in the middle of the stream
+    (judge)     with ``judge=fn``, a judge prompt of `qa curate` gets {"correct": fn(prompt)}
     drip        a valid answer sent one byte every ``drip_seconds`` (each read is quick,
                 the whole answer is not); ``drip_show=True`` does the same to /api/show
 
@@ -56,7 +57,7 @@ class FakeOllama:
 
     def __init__(self, script=None, default="ok", models=("fake-model",), latency=0.0,
                  slow_seconds=3.0, pull_total=1000, reject_think=False, port=0,
-                 drip_seconds=0.3, drip_show=False):
+                 drip_seconds=0.3, drip_show=False, judge=None):
         self.script = list(script or [])
         self.default = default
         self.models = set(models)
@@ -64,6 +65,7 @@ class FakeOllama:
         self.pull_total = pull_total
         self.reject_think = reject_think
         self.drip_seconds, self.drip_show = drip_seconds, drip_show
+        self.judge = judge  # prompt -> bool: answers `qa curate`'s judge prompts when given
         self.lock = threading.Lock()
         self.counter = 0
         self.requests: list[dict] = []  # chat request bodies, in arrival order
@@ -195,6 +197,10 @@ class FakeOllama:
                     return None
                 obj = item(k)
                 content, reason = json.dumps(obj, ensure_ascii=False), "stop"
+                prompt = body["messages"][0]["content"]
+                if fake.judge is not None and "değerlendirici" in prompt:
+                    content = json.dumps({"correct": fake.judge(prompt),
+                                          "reason": "Sahte yargıç böyle dedi."})
                 if fault == "think":
                     content = "<think>Önce konuyu düşüneyim... {taslak}</think>\n" + content
                 elif fault == "fence":
