@@ -109,6 +109,24 @@ def standardise(data, stats: tuple[float, float]):
     return ((X - mean) / std).astype(np.float32), y, ((Xt - mean) / std).astype(np.float32), yt
 
 
+def make_mlp_optimizer(cfg: MnistConfig, model: MLP):
+    """The optimizer ``cfg`` names, with the MLP commands' hyperparameters and the bias rule
+    (weight decay, like --l2, leaves the biases alone)."""
+    try:
+        hparams = {**config.MLP_OPTIMIZER_HPARAMS.get(cfg.optimizer, {}), **cfg.extra}
+        opt = make_optimizer(cfg.optimizer, lr=cfg.lr, **hparams)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from e
+    opt.no_decay = model.no_decay()
+    return opt
+
+
+def epoch_line(epoch: int, rec: dict) -> str:
+    val = f"  val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}" if "val_loss" in rec else ""
+    return (f"epoch {epoch:3d}  train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
+            f"{val}  lr {rec['lr']:.2e}  {rec['wall_time_s']:.1f} s")
+
+
 def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool = False,
         on_update=None, on_epoch_end=None):
     """Train on (train minus validation); returns (model, TrainResult, notes, pixel stats).
@@ -125,12 +143,7 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
     stats = pixel_stats(Xtr, cfg.standardise)  # from the training rows only
     Xtr, _, Xv, _ = standardise((Xtr, ytr, Xv, yv), stats)
     model = build(cfg)
-    try:
-        hparams = {**config.MLP_OPTIMIZER_HPARAMS.get(cfg.optimizer, {}), **cfg.extra}
-        opt = make_optimizer(cfg.optimizer, lr=cfg.lr, **hparams)
-    except (ValueError, TypeError) as e:
-        raise UserError(str(e)) from e
-    opt.no_decay = model.no_decay()  # weight decay, like --l2, leaves the biases alone
+    opt = make_mlp_optimizer(cfg, model)
     eval_sets = {"val": (Xv, yv)} if len(yv) else {}
     schedule = make_schedule(cfg.schedule, cfg.lr, cfg.epochs) if cfg.schedule != "constant" \
         else None
@@ -160,10 +173,7 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
     def on_epoch(epoch, rec):
         if not quiet_health and state["grads"] is not None:
             notes.extend(check_gradient_health(model.layer_grad_norms(state["grads"])))
-        val = (f"  val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}"
-               if "val_loss" in rec else "")
-        msg = (f"epoch {epoch:3d}  train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
-               f"{val}  lr {rec['lr']:.2e}  {rec['wall_time_s']:.1f} s")
+        msg = epoch_line(epoch, rec)
         if show_progress:
             bar.write(msg)
         else:

@@ -22,10 +22,8 @@ finished trial; a rerun skips finished trials), ``tuned.json``, figures and ``re
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,11 +37,12 @@ from pipeline import config
 from pipeline.errors import UserError, check_at_least, check_fraction, check_positive
 from pipeline.files import (
     Dataset,
+    append_jsonl,
     atomic_write_json,
     claim_dir,
     load_processed,
-    os_error,
     read_json,
+    read_jsonl,
     stamp_key,
 )
 from pipeline.locking import FileLock, lock_path_for
@@ -221,39 +220,22 @@ def _trial_record(name, phase, lr, seed, res, eval_name, target, X, y) -> dict:
 
 # --------------------------------------------------------------------------- the journal
 class TrialLog:
-    """``trials.jsonl``: one fsynced line per finished trial, read back on a rerun. A torn
-    last line (a kill mid-append) is cut off; a trial already present is never added twice."""
+    """``trials.jsonl``: one fsynced line per finished trial, read back on a rerun (a torn last
+    line is cut off); a trial already present is never added twice."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        fix = "delete that line (the trial is run again) and rerun"
         self.trials: dict[tuple, dict] = {}
-        if path.exists():
-            data = path.read_bytes()
-            end = data.rfind(b"\n") + 1
-            if end < len(data):
-                with open(path, "r+b") as f:
-                    f.truncate(end)
-                log.warning("%s: removed a torn last line left by an interrupted run", path)
-            for no, raw in enumerate(data[:end].split(b"\n")[:-1], 1):
-                try:
-                    rec = json.loads(raw.decode("utf-8"))
-                    self.trials[_trial_key(rec)] = rec
-                except (ValueError, KeyError, TypeError):
-                    raise UserError(f"{path} line {no} is not a trial record; delete that line "
-                                    "(the trial is run again) and rerun") from None
+        for no, rec in enumerate(read_jsonl(path, fix), 1):
+            try:
+                self.trials[_trial_key(rec)] = rec
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"{path} line {no} is not a trial record; {fix}") from None
 
     def add(self, records: list[dict]) -> None:
         new = [r for r in records if _trial_key(r) not in self.trials]
-        if not new:
-            return
-        blob = "".join(json.dumps(r) + "\n" for r in new).encode("utf-8")
-        try:
-            with open(self.path, "ab") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            raise os_error(e, self.path) from e
+        append_jsonl(self.path, new)
         for r in new:
             self.trials[_trial_key(r)] = r
 

@@ -52,6 +52,29 @@ def duplicate_of(k: int) -> dict:
     return prev
 
 
+def answer(fault: str, k: int, prompt: str, judge=None) -> tuple[str, str]:
+    """(content, finish reason) of answer k under ``fault``; both fake servers use it."""
+    content, reason = json.dumps(item(k), ensure_ascii=False), "stop"
+    if judge is not None and "değerlendirici" in prompt:  # a `qa curate` judge prompt
+        content = json.dumps({"correct": judge(prompt), "reason": "Sahte yargıç böyle dedi."})
+    if fault == "think":
+        content = "<think>Önce konuyu düşüneyim... {taslak}</think>\n" + content
+    elif fault == "fence":
+        content = "```json\n" + content + "\n```"
+    elif fault == "malformed":
+        content = "Elbette! İşte soru: Türkiye'nin başkenti neresidir"
+    elif fault == "length":
+        content, reason = content[: len(content) // 2], "length"
+    elif fault == "duplicate":
+        content = json.dumps(duplicate_of(k - 1), ensure_ascii=False)
+    elif fault == "english":
+        content = json.dumps({"question": "What is the capital city of France?",
+                              "correct_answer": "The capital city is Paris.",
+                              "incorrect_answer": "The capital city is Lyon.",
+                              "topic": "geography"})
+    return content, reason
+
+
 class FakeOllama:
     """Start with ``with FakeOllama(...) as fake:``; ``fake.host`` is its URL."""
 
@@ -179,43 +202,33 @@ class FakeOllama:
                     self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")
 
-            def _chat(self, body):
-                if body.get("model") not in fake.models:
-                    return self._json(404, {"error": f"model '{body.get('model')}' not found"})
-                if fake.reject_think and "think" in body:
-                    return self._json(400, {"error": f"\"{body['model']}\" does not support thinking"})
+            def _fault(self, send_error):
+                """The transport part of the next fault (latency, 5xx, slow, a dropped
+                connection); (fault, k), or None when it already ended the reply."""
                 fault, k = fake.next_fault()
                 if fake.latency:
                     time.sleep(fake.latency)
                 if fault in ("500", "503"):
-                    return self._json(int(fault), {"error": "server busy"})
+                    send_error(int(fault))
+                    return None
                 if fault == "slow":
                     time.sleep(fake.slow_seconds)
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return None
-                obj = item(k)
-                content, reason = json.dumps(obj, ensure_ascii=False), "stop"
-                prompt = body["messages"][0]["content"]
-                if fake.judge is not None and "değerlendirici" in prompt:
-                    content = json.dumps({"correct": fake.judge(prompt),
-                                          "reason": "Sahte yargıç böyle dedi."})
-                if fault == "think":
-                    content = "<think>Önce konuyu düşüneyim... {taslak}</think>\n" + content
-                elif fault == "fence":
-                    content = "```json\n" + content + "\n```"
-                elif fault == "malformed":
-                    content = "Elbette! İşte soru: Türkiye'nin başkenti neresidir"
-                elif fault == "length":
-                    content, reason = content[: len(content) // 2], "length"
-                elif fault == "duplicate":
-                    content = json.dumps(duplicate_of(k - 1), ensure_ascii=False)
-                elif fault == "english":
-                    content = json.dumps({"question": "What is the capital city of France?",
-                                          "correct_answer": "The capital city is Paris.",
-                                          "incorrect_answer": "The capital city is Lyon.",
-                                          "topic": "geography"})
+                return fault, k
+
+            def _chat(self, body):
+                if body.get("model") not in fake.models:
+                    return self._json(404, {"error": f"model '{body.get('model')}' not found"})
+                if fake.reject_think and "think" in body:
+                    return self._json(400, {"error": f"\"{body['model']}\" does not support thinking"})
+                got = self._fault(lambda code: self._json(code, {"error": "server busy"}))
+                if got is None:
+                    return None
+                fault, k = got
+                content, reason = answer(fault, k, body["messages"][0]["content"], fake.judge)
                 msg = {"role": "assistant", "content": content}
                 done = {"model": body["model"], "created_at": "2026-01-01T00:00:00Z",
                         "done": True, "done_reason": reason, "eval_count": 10}

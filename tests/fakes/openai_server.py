@@ -8,9 +8,8 @@ request body and Authorization header.
 from __future__ import annotations
 
 import json
-import time
 
-from tests.fakes.ollama_server import FakeOllama, duplicate_of, item
+from tests.fakes.ollama_server import FakeOllama, answer
 
 
 class FakeOpenAI(FakeOllama):
@@ -57,30 +56,11 @@ class FakeOpenAI(FakeOllama):
             def _complete(self, body):
                 if body.get("model") not in fake.models:
                     return self._error(404, f"The model `{body.get('model')}` does not exist.")
-                fault, k = fake.next_fault()
-                if fake.latency:
-                    time.sleep(fake.latency)
-                if fault in ("500", "503"):
-                    return self._error(int(fault), "server busy")
-                if fault == "slow":
-                    time.sleep(fake.slow_seconds)
-                if fault == "drop":
-                    self.close_connection = True
-                    self.connection.shutdown(2)
+                got = self._fault(lambda code: self._error(code, "server busy"))
+                if got is None:
                     return None
-                obj = item(k)
-                content, reason = json.dumps(obj, ensure_ascii=False), "stop"
-                if fault == "malformed":
-                    content = "Elbette! İşte soru: Türkiye'nin başkenti neresidir"
-                elif fault == "length":
-                    content, reason = content[: len(content) // 2], "length"
-                elif fault == "duplicate":
-                    content = json.dumps(duplicate_of(k - 1), ensure_ascii=False)
-                elif fault == "english":
-                    content = json.dumps({"question": "What is the capital city of France?",
-                                          "correct_answer": "The capital city is Paris.",
-                                          "incorrect_answer": "The capital city is Lyon.",
-                                          "topic": "geography"})
+                fault, k = got
+                content, reason = answer(fault, k, body["messages"][0]["content"], fake.judge)
                 done = {"id": f"chatcmpl-{k}", "created": 0, "model": body["model"]}
                 if body.get("stream"):
                     return self._sse(done, content, reason)
