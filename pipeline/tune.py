@@ -50,7 +50,6 @@ from pipeline.stats import bootstrap_ci, choose_lr, directness, up_fraction
 
 log = logging.getLogger(__name__)
 
-PHASES = ("tune", "final")
 SELECT = {"val": "final_val_loss", "train": "final_train_loss"}  # what --select minimises
 METRICS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc",
            "best_test_loss", "best_test_acc", "updates_to_target", "time_to_target_s",

@@ -211,3 +211,13 @@ def test_line_search_history_is_bounded_and_a_schedule_scales_its_steps():
     assert (opt.search.next_step, opt.search.max_step) == (before[0] / 4, before[1] / 4)
     opt.lr = 10.0
     assert (opt.search.next_step, opt.search.max_step) == before
+
+
+def test_flush_subnormals_zeroes_only_values_below_the_smallest_normal():
+    opt = make_optimizer("adam", lr=0.01)
+    p = {"w": np.ones(4, np.float32)}
+    opt.step(p, {"w": np.ones(4, np.float32)})
+    tiny = np.finfo(np.float32).tiny
+    opt.state["w"]["m"][:] = [tiny / 8, tiny, 0.5, -tiny / 2]  # two subnormals
+    opt.flush_subnormals()
+    np.testing.assert_array_equal(opt.state["w"]["m"], np.array([0, tiny, 0.5, 0], np.float32))

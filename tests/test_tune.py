@@ -214,3 +214,17 @@ def test_an_unreachable_scheduler_is_one_line_within_10_s(qdata, tmp_path, runne
     assert res.exit_code != 0 and "internal error" not in res.output
     last = res.output.strip().splitlines()[-1]
     assert "tcp://127.0.0.1:9" in last and "dask scheduler" in last
+
+
+def test_select_train_chooses_by_training_loss(qdata, tmp_path):
+    from pipeline.tune import TrialLog
+
+    out = tune(qdata, TuneOptions(optimizers=("sgd",), budget=3, tune_seeds=2, final_seeds=2,
+                                  epochs=4, select="train", jobs=1), tmp_path / "t",
+               show_progress=False)
+    tuned = json.loads((out / "tuned.json").read_text())
+    trials = TrialLog(out / "trials.jsonl").of("sgd", "tune")
+    med = {lr: np.median([r["final_train_loss"] for r in trials if r["lr"] == lr])
+           for lr in tuned["sgd"]["grid"]}
+    assert tuned["sgd"]["chosen_lr"] == min(med, key=med.get)
+    assert "training loss" in tuned["_selection"]
