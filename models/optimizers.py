@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from models.line_search import ArmijoLineSearch
+from models.line_search import ArmijoLineSearch, MemberArmijoSearch
 
 Params = dict[str, np.ndarray]
 LossFn = Callable[[Params], float]
@@ -299,16 +299,19 @@ class LineSearch(Optimizer):
 
     needs_loss_fn = True
 
-    def __init__(self, lr: float = 1.0, **search_options) -> None:
+    def __init__(self, lr: float | np.ndarray = 1.0, **search_options) -> None:
         """``search_options``: ``c1``, ``shrink``, ``grow``, ``max_backtracks``, ``max_step``,
-        ``history``, with :class:`ArmijoLineSearch`'s defaults."""
-        if np.ndim(lr) != 0:
-            raise ValueError("line search takes one initial step, not one per member")
-        self.search = ArmijoLineSearch(initial_step=lr, **search_options)
+        ``history``, with :class:`ArmijoLineSearch`'s defaults. An array ``lr`` of shape
+        (S, 1) searches for the S members of an ensemble at once, each from its own initial
+        step (:class:`MemberArmijoSearch`); ``loss_fn`` then returns the S losses."""
+        if np.ndim(lr) == 0:
+            self.search = ArmijoLineSearch(initial_step=lr, **search_options)
+        else:
+            self.search = MemberArmijoSearch(initial_step=np.ravel(lr), **search_options)
         super().__init__(lr)
 
     @property
-    def lr(self) -> float:
+    def lr(self) -> float | np.ndarray:
         return self._lr
 
     @lr.setter
@@ -316,11 +319,12 @@ class LineSearch(Optimizer):
         """A learning-rate schedule scales the next trial step (and its cap) by the factor it
         changes ``lr`` by: cosine to ~0 makes the line search start from ever smaller steps."""
         old = getattr(self, "_lr", None)
-        self._lr = float(value)
-        if old is not None and value != old:
-            if not value > 0:
+        self._lr = float(value) if np.ndim(value) == 0 else np.asarray(value)
+        if old is not None and np.any(value != old):
+            if not np.all(np.asarray(value) > 0):
                 raise ValueError(f"the line search's step scale must stay positive, got {value}")
-            self.search.scale(value / old)
+            factor = np.asarray(value) / old
+            self.search.scale(float(factor) if factor.ndim == 0 else factor.ravel())
 
     def step(self, params: Params, grads: Params, loss_fn: LossFn | None = None) -> None:
         if loss_fn is None:

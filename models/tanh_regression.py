@@ -105,6 +105,11 @@ class TanhEnsemble:
             grad = (delta[:, None, :] @ X)[:, 0, :]  # (S, 1, N) @ (S, N, D) -> (S, D)
         return np.vecdot(r, r) / n, {"w": grad}
 
+    def loss(self, X: np.ndarray, y: np.ndarray, params: Params | None = None) -> np.ndarray:
+        """The S members' mean squared errors (what a line search evaluates)."""
+        r = y - self.forward(X, params)
+        return np.mean(r * r, axis=1)
+
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = self.forward(X)
         r = y - p

@@ -126,9 +126,11 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def save_png(fig, path: Path, dpi: int = 110) -> None:
-    """Write a matplotlib figure atomically."""
+    """Write a matplotlib figure atomically. A figure with a layout engine (constrained
+    layout) is saved as laid out: a tight bounding box would draw it a second time."""
     buf = BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    tight = "tight" if fig.get_layout_engine() is None else None
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=tight)
     atomic_write_bytes(path, buf.getvalue())
 
 

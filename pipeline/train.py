@@ -124,12 +124,15 @@ def _run_one(args) -> list[dict]:
 
 
 def _run_seeds(args) -> list[dict]:
-    """Train every seed of one elementwise optimizer at once (a TanhEnsemble); falls back to
+    """Train every seed of one optimizer at once (a TanhEnsemble); falls back to
     separate runs if any seed diverges, so the others still finish and the culprit is named."""
     name, seeds, settings, X, y, Xt, yt = args
     W0 = np.stack([init_weights(X.shape[1], np.random.default_rng(s), dtype=X.dtype)
                    for s in seeds])
     opt, cfg = _optimizer_and_config(name, settings, seeds[0])
+    if opt.needs_loss_fn:  # a line search keeps one step per member
+        opt = make_optimizer(name, lr=np.full((len(seeds), 1), settings["lr"]),
+                             **STUDY_DEFAULTS[name].hparams)
     try:
         results = train_members(TanhEnsemble(W0), opt, X, y, cfg, list(seeds),
                                 eval_sets={"test": (Xt, yt)})
@@ -198,16 +201,13 @@ def run_study(
 
 def _tasks(todo: list[tuple[str, dict]], seeds: int, ds: Dataset) -> list[tuple]:
     """(function, arguments) per worker task, longest first, so that the workers finish
-    together instead of one starting a long run as the other ends. Line search needs one loss
-    per run; the other optimizers train all their seeds at once."""
+    together instead of one starting a long run as the other ends. Each optimizer trains all
+    its seeds at once (the line search too, member by member)."""
     data = (ds.X_train, ds.y_train, ds.X_test, ds.y_test)
     tasks = []
     for n, st in todo:
         cost = task_cost(n, st, len(ds.y_train))
-        if make_optimizer(n, lr=st["lr"]).needs_loss_fn:
-            tasks += [(cost, _run_one, (n, s, st, *data)) for s in range(seeds)]
-        else:
-            tasks.append((cost, _run_seeds, (n, tuple(range(seeds)), st, *data)))
+        tasks.append((cost, _run_seeds, (n, tuple(range(seeds)), st, *data)))
     return [(fn, args) for _, fn, args in sorted(tasks, key=lambda t: -t[0])]
 
 

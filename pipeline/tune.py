@@ -11,9 +11,10 @@ The protocol, after DeepOBS and AlgoPerf (docs/references.md):
 4. The chosen setting is re-run with ``final_seeds`` fresh seeds on all training rows and
    scored on the test rows; medians come with bootstrap 95% confidence intervals.
 
-Cost: the trials of an elementwise optimizer (all but line search) train as one vectorised
-``TanhEnsemble`` across learning rates *and* seeds, each member with its own rate, so a
-budget of 12 rates x 3 seeds is one ensemble of 36, not 36 runs.
+Cost: the trials of an optimizer train as one vectorised ``TanhEnsemble`` across learning
+rates *and* seeds, each member with its own rate (the line search: its own initial step,
+searched member by member), so a budget of 12 rates x 3 seeds is one ensemble of 36, not
+36 runs.
 
 Output dir (default ``output/tune/<data name>/``): ``trials.jsonl`` (one fsynced line per
 finished trial; a rerun skips finished trials), ``tuned.json``, figures and ``report.md``
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -166,16 +168,15 @@ def _run_trials(spec: dict, data: dict) -> list[dict]:
     cfg = TrainConfig(epochs=spec["epochs"], batch_size=spec["batch_size"],
                       max_trajectory_points=spec["trajectory_points"] if phase == "final" else 0)
     hp = config.STUDY_DEFAULTS[name].hparams
-    results = None
-    if not make_optimizer(name, lr=1.0, **hp).needs_loss_fn:
-        W0 = np.stack([init_weights(X.shape[1], np.random.default_rng(s), X.dtype)
-                       for _, s in members])
-        lrs = np.array([lr for lr, _ in members], dtype=X.dtype)[:, None]  # (S, 1)
-        try:
-            results = train_members(TanhEnsemble(W0), make_optimizer(name, lr=lrs, **hp), X, y,
-                                    cfg, [s for _, s in members], eval_sets=eval_sets)
-        except DivergenceError:
-            results = None  # one member diverged: run them one by one, so the others count
+    W0 = np.stack([init_weights(X.shape[1], np.random.default_rng(s), X.dtype)
+                   for _, s in members])
+    lrs = np.array([lr for lr, _ in members], dtype=X.dtype)[:, None]  # (S, 1)
+    try:
+        results = train_members(TanhEnsemble(W0), make_optimizer(name, lr=lrs, **hp), X, y,
+                                cfg, [s for _, s in members], eval_sets=eval_sets,
+                                grad_norm=False)  # no trial record uses it
+    except DivergenceError:
+        results = None  # one member diverged: run them one by one, so the others count
     out = []
     for k, (lr, s) in enumerate(members):
         if results is not None:
@@ -271,19 +272,34 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
                  int(val.sum()), len(ds.y_test), opts.budget, opts.tune_seeds, opts.final_seeds)
         trials = TrialLog(out_dir / "trials.jsonl")
         t0 = time.perf_counter()
-        _run_all(opts, trials, arrays, opts.jobs or default_jobs(), show_progress)
-        tuned = summarise(opts, trials)
-        from pipeline.visualize import baselines
-
-        tuned["_meta"] = {"data": str(data_dir), "n_fit": int((~val).sum()),
-                          "n_val": int(val.sum()), "n_test": len(ds.y_test),
-                          "baselines": baselines(ds),
-                          "wall_time_s": round(time.perf_counter() - t0, 2)}
+        with ThreadPoolExecutor(1) as side:  # while the workers train: the report's set-up
+            base = side.submit(_report_setup, ds)
+            _run_all(opts, trials, arrays, opts.jobs or default_jobs(), show_progress)
+            tuned = summarise(opts, trials)
+            tuned["_meta"] = {"data": str(data_dir), "n_fit": int((~val).sum()),
+                              "n_val": int(val.sum()), "n_test": len(ds.y_test),
+                              "baselines": base.result(),
+                              "wall_time_s": round(time.perf_counter() - t0, 2)}
         atomic_write_json(out_dir / "tuned.json", tuned)
         from pipeline.tune_report import write_report
 
         write_report(out_dir, opts, trials, tuned)
     return out_dir
+
+
+def _report_setup(ds: Dataset) -> dict:
+    """The baselines, and the plotting library loaded: ~1 s of a main process that otherwise
+    only waits for its workers."""
+    import matplotlib
+    from threadpoolctl import threadpool_limits
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401 - imported ahead, for write_report
+
+    from pipeline.visualize import baselines
+
+    with threadpool_limits(1):  # the cores belong to the workers
+        return baselines(ds)
 
 
 def _check_same_protocol(out_dir: Path, opts: TuneOptions, fingerprint: str,

@@ -76,21 +76,23 @@ def curves_figure(path: Path, names, finals) -> None:
             continue
         c = COLORS.get(n)
         for col, xkey in enumerate(("updates", "wall_time_s")):
-            x = np.median([r["curve"][xkey] for r in runs], axis=0)
+            # from epoch 1: epoch 0 sits at x = 0, off a log axis (and clamping it to a tiny
+            # positive x would stretch the axis over many empty decades)
+            x = np.median([r["curve"][xkey][1:] for r in runs], axis=0)
             for row, ykey in enumerate(("train_loss", "test_loss")):
-                Y = np.array([r["curve"][ykey] for r in runs])
+                Y = np.array([r["curve"][ykey][1:] for r in runs])
                 q1, med, q3 = np.percentile(Y, [25, 50, 75], axis=0)
                 ax = axes[row, col]
-                ax.plot(np.maximum(x, 1e-9 if col else 1), med, color=c,
-                        label=n if row == col == 0 else None)
-                ax.fill_between(np.maximum(x, 1e-9 if col else 1), q1, q3, color=c, alpha=0.15)
+                ax.plot(x, med, color=c, label=n if row == col == 0 else None)
+                ax.fill_between(x, q1, q3, color=c, alpha=0.15)
     for (row, col), ax in np.ndenumerate(axes):
         ax.set_xscale("log")
         ax.set_xlabel("updates" if col == 0 else "training wall time (s), evaluation excluded")
         ax.set_ylabel(("training" if row == 0 else "test") + " loss")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Final runs at the chosen learning rates: median and interquartile band")
+    fig.suptitle("Final runs at the chosen learning rates, from epoch 1: median and "
+                 "interquartile band")
     save_png(fig, path)
     plt.close(fig)
 

@@ -221,3 +221,34 @@ def test_flush_subnormals_zeroes_only_values_below_the_smallest_normal():
     opt.state["w"]["m"][:] = [tiny / 8, tiny, 0.5, -tiny / 2]  # two subnormals
     opt.flush_subnormals()
     np.testing.assert_array_equal(opt.state["w"]["m"], np.array([0, tiny, 0.5, 0], np.float32))
+
+
+def test_member_search_takes_each_members_separate_steps():
+    """MemberArmijoSearch on S quadratics equals S separate ArmijoLineSearch calls, including
+    a member whose trials all fail (max_backtracks) and one at a stationary point."""
+    from models.line_search import ArmijoLineSearch, MemberArmijoSearch
+
+    rng = np.random.default_rng(3)
+    A = np.diag([1.0, 10.0, 100.0])
+    W = rng.standard_normal((4, 3))
+    W[3] = 0.0  # gradient 0: nothing to search
+    steps = np.array([1.0, 0.01, 1e6, 0.5])  # member 2 is rejected max_backtracks times
+
+    def losses(p):
+        return 0.5 * np.einsum("sd,de,se->s", p["w"], A, p["w"])
+
+    joint = MemberArmijoSearch(steps, max_backtracks=3, max_step=1e6)
+    alone = [ArmijoLineSearch(s, max_backtracks=3, max_step=1e6) for s in steps]
+    Wj = {"w": W.copy()}
+    Ws = [{"w": W[s].copy()} for s in range(4)]
+    for _ in range(5):
+        acc = joint.search(Wj, {"w": Wj["w"] @ A}, losses)
+        for s in range(4):
+            rec = alone[s].search(Ws[s], {"w": Ws[s]["w"] @ A},
+                                  lambda p: 0.5 * p["w"] @ A @ p["w"])
+            assert acc[s] == rec.accepted
+    for s in range(4):
+        np.testing.assert_array_equal(Wj["w"][s], Ws[s]["w"])
+        assert joint.next_step[s] == alone[s].next_step
+    assert not acc[2] and not acc[3] and acc[0]
+    assert joint.calls == 5

@@ -197,7 +197,7 @@ def test_trajectory_recorder_bounded():
 
 
 @pytest.mark.parametrize("name,bs", [("adam", 1), ("sgd", 4), ("rmsprop", 1), ("gd", None),
-                                     ("momentum", 3)])
+                                     ("momentum", 3), ("linesearch", None), ("linesearch", 4)])
 def test_members_equal_separate_runs(name, bs):
     """Training S seeds at once (TanhEnsemble) gives each seed its separate-run result."""
     from models.tanh_regression import TanhEnsemble
@@ -210,7 +210,8 @@ def test_members_equal_separate_runs(name, bs):
     seeds = [0, 1, 2]
     W0 = np.stack([init_weights(6, np.random.default_rng(s)) for s in seeds])
     cfg = dict(epochs=7, batch_size=bs, max_trajectory_points=20)
-    joint = train_members(TanhEnsemble(W0), make_optimizer(name, lr=0.05), X, y,
+    lr = np.full((len(seeds), 1), 0.05) if name == "linesearch" else 0.05  # a step per member
+    joint = train_members(TanhEnsemble(W0), make_optimizer(name, lr=lr), X, y,
                           TrainConfig(seed=0, **cfg), seeds, eval_sets={"test": (Xt, yt)})
     for s, res in zip(seeds, joint, strict=True):
         alone = train(TanhRegression(W0[s]), make_optimizer(name, lr=0.05), X, y,

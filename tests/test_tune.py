@@ -58,7 +58,8 @@ def test_validation_rows_are_whole_training_questions(qdata):
     assert abs(val.sum() - 0.25 * len(val)) <= 2
 
 
-@pytest.mark.parametrize("name,bs", [("adam", 1), ("sgd", 4), ("gd", None), ("rmsprop", 1)])
+@pytest.mark.parametrize("name,bs", [("adam", 1), ("sgd", 4), ("gd", None), ("rmsprop", 1),
+                                     ("linesearch", None)])
 def test_ensemble_across_lrs_equals_separate_runs(name, bs):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((30, 6)), np.sign(rng.standard_normal(30))
