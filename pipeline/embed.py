@@ -472,12 +472,16 @@ def embed_pairs(questions: list[str], answers: list[str], opts: EmbedOptions, qp
 
 def _write_processed(out_dir: Path, df, X: np.ndarray, y: np.ndarray, test: np.ndarray,
                      meta: dict) -> None:
-    """Write the four arrays, rows.csv and meta.json into a temp dir, then move it in place."""
+    """Write the four arrays, rows.csv and meta.json (with the data's baselines) into a temp
+    dir, then move it in place."""
     tmp = make_temp_dir(out_dir.parent, out_dir.name)
     atomic_save_npy(tmp / "X_train.npy", X[~test])
     atomic_save_npy(tmp / "y_train.npy", y[~test])
     atomic_save_npy(tmp / "X_test.npy", X[test])
     atomic_save_npy(tmp / "y_test.npy", y[test])
+    from pipeline.baselines import stored_baselines
+
+    meta = {**meta, "baselines": stored_baselines(tmp, X[~test], y[~test], X[test], y[test])}
     rows = df.assign(split=np.where(test, "test", "train"))
     rows = rows.iloc[np.r_[np.flatnonzero(~test), np.flatnonzero(test)]]
     cols = ["question", "answer", "label", "split"] + [

@@ -411,6 +411,14 @@ def load_npy(path: Path, fix: str) -> np.ndarray:
         raise UserError(f"cannot read {path} ({e}); {fix}") from None
 
 
+def arrays_fingerprint(path: Path) -> str:
+    """Checksum of a processed dir's four array files."""
+    h = hashlib.sha256()
+    for name in ARRAYS:
+        h.update(sha256_file(Path(path) / f"{name}.npy").encode())
+    return h.hexdigest()[:16]
+
+
 def load_processed(path: Path) -> Dataset:
     """Load and validate the four arrays of a processed dir (meta.json when present).
 

@@ -25,6 +25,7 @@ from pipeline.config import STUDY_DEFAULTS, StudyConfig
 from pipeline.files import (
     Dataset,
     UserError,
+    arrays_fingerprint,
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
@@ -35,7 +36,6 @@ from pipeline.files import (
     package_versions,
     read_latest,
     replace_dir,
-    sha256_file,
     stamp_key,
     write_latest,
 )
@@ -58,12 +58,7 @@ def resolve_data_dir(data: Path | None) -> Path:
 
 def data_fingerprint(ds: Dataset) -> str:
     """Checksum of the four arrays: says whether a run was made from this data."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name in ("X_train", "y_train", "X_test", "y_test"):
-        h.update(sha256_file(ds.path / f"{name}.npy").encode())
-    return h.hexdigest()[:16]
+    return arrays_fingerprint(ds.path)
 
 
 def optimizer_settings(name: str, study: StudyConfig) -> dict:

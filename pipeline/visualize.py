@@ -20,6 +20,7 @@ import numpy as np
 
 from models.tanh_regression import TanhEnsemble
 from pipeline import config
+from pipeline.baselines import dataset_baselines
 from pipeline.errors import check_at_least
 from pipeline.files import (
     UserError,
@@ -252,20 +253,6 @@ def curves_figure(runs: list[Run], xkey: str, xlabel: str, path: Path,
 
 
 # ----------------------------------------------------------------------------- table
-def baselines(ds) -> dict:
-    from sklearn.linear_model import LogisticRegression
-
-    vals, counts = np.unique(ds.y_train, return_counts=True)
-    majority = vals[np.argmax(counts)]
-    clf = LogisticRegression(C=1.0, max_iter=5000).fit(ds.X_train, ds.y_train)
-    return {
-        "majority_label": int(majority),
-        "majority_test_acc": float(np.mean(ds.y_test == majority)),
-        "logreg_train_acc": float(clf.score(ds.X_train, ds.y_train)),
-        "logreg_test_acc": float(clf.score(ds.X_test, ds.y_test)),
-    }
-
-
 def _reach(r: Run, key: str, threshold: float):
     """(wall time, updates) at the first epoch whose ``key`` is <= threshold, else None."""
     hit = np.flatnonzero(r.history[key] <= threshold)
@@ -421,16 +408,15 @@ def _per_epoch(records: list[dict], n_train: int) -> str:
 
 
 def _vectorised_note(optimizers: list[str]) -> str:
-    one_at_a_time = [o for o in optimizers if o == "linesearch"]
-    together = [o for o in optimizers if o != "linesearch"]
-    out = []
-    if together:
-        out.append(f"All seeds of {', '.join(together)} are trained together in one vectorised "
-                   "pass, and each seed is charged an equal share of that pass; a single run "
-                   "alone would pay more per update than its share.")
-    if one_at_a_time:
-        out.append("Line search needs one loss per run, so it runs one seed at a time.")
-    return " ".join(out)
+    if not optimizers:
+        return ""
+    out = (f"All seeds of {', '.join(optimizers)} are trained together in one vectorised pass "
+           "per optimizer, and each seed is charged an equal share of that pass; a single run "
+           "alone would pay more per update than its share.")
+    if "linesearch" in optimizers:
+        out += (" The line search backtracks every seed on its own, with the trial steps of all "
+                "seeds evaluated in one loss call.")
+    return out
 
 
 def visualize(run_dir: Path | None = None, opts: VisualizeOptions | None = None,
@@ -452,7 +438,7 @@ def visualize(run_dir: Path | None = None, opts: VisualizeOptions | None = None,
         raise UserError(f"the run's data dir {data_path} is gone; pass --data DIR")
     ds = load_processed(data_path)
     summary, runs = load_runs(run_dir, ds.X_train.shape[1])
-    base = baselines(ds)
+    base = dataset_baselines(ds)
     log.info("curves")
     curves_figure(runs, "epoch", "epoch", run_dir / "curves_epochs.png", base)
     curves_figure(runs, "updates", "updates", run_dir / "curves_updates.png", base)

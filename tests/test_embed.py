@@ -95,6 +95,26 @@ def test_sentence_transformers_by_path_applies_prompts(tiny_st_model, tmp_path, 
     np.testing.assert_allclose(ds.X_train[0, 16:32], ans, atol=1e-5)
 
 
+def test_embed_stores_the_baselines_and_later_stages_read_them(tiny_st_model, tmp_path,
+                                                                 monkeypatch):
+    """meta.json carries the baselines of the arrays it was written with; they are read back
+    only while the arrays are the same (else computed again, never stale)."""
+    import pipeline.baselines as B
+
+    monkeypatch.chdir(tmp_path)
+    opts = EmbedOptions(embedder=str(tiny_st_model), test_size=0.5, device="cpu")
+    out = embed_stage(_csv(tmp_path / "pairs.csv"), opts, show_progress=False)
+    ds = load_processed(out)
+    stored = ds.meta["baselines"]
+    fresh = B.compute_baselines(ds.X_train, ds.y_train, ds.X_test, ds.y_test)
+    assert {k: stored[k] for k in B.KEYS} == fresh
+    calls = []
+    monkeypatch.setattr(B, "compute_baselines", lambda *a: calls.append(a) or {"computed": 1})
+    assert B.dataset_baselines(ds) == fresh and not calls  # read from meta.json
+    np.save(out / "y_test.npy", -ds.y_test)  # the arrays change under the same meta.json
+    assert B.dataset_baselines(load_processed(out)) == {"computed": 1} and len(calls) == 1
+
+
 def test_unloadable_model_one_line_error(runner, tmp_path):
     src = _csv(tmp_path / "pairs.csv")
     res = runner.invoke(main, ["embed", "--model", str(tmp_path / "no-such-model"),
