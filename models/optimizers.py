@@ -263,29 +263,32 @@ class RMSprop(Optimizer):
         a = self.alpha
         if self.weight_decay and decay:
             g = g + self.weight_decay * p
+        # State holds s' = s / (1 - a) (as Adam's moments), which saves a pass per step:
+        # s' = a s' + g^2, and sqrt(s) + eps = k (sqrt(s') + eps / k) with k = sqrt(1 - a); k
+        # goes into the step size. Likewise g_avg' = g_avg / k and b' = b / k.
+        k = math.sqrt(1.0 - a)
         s, tmp = st["s"], st["tmp"]  # tmp: scratch buffer
         s *= a
         np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - a
         s += tmp
-        if self.centered:
+        if self.centered:  # s - g_avg^2 = k^2 (s' - g_avg'^2)
             g_avg = st["g_avg"]
             g_avg *= a
-            g_avg += (1.0 - a) * g
+            g_avg += k * g
             np.multiply(g_avg, g_avg, out=tmp)
             np.subtract(s, tmp, out=tmp)
             np.sqrt(tmp, out=tmp)
         else:
             np.sqrt(s, out=tmp)
-        tmp += self.eps
-        np.divide(g, tmp, out=tmp)  # g / denom
+        tmp += self.eps / k
+        np.divide(g, tmp, out=tmp)  # k g / denom
         if self.momentum > 0:
             b = st["b"]
             b *= self.momentum
             b += tmp
-            np.multiply(b, self.lr, out=tmp)
+            np.multiply(b, self.lr / k, out=tmp)
         else:
-            tmp *= self.lr
+            tmp *= self.lr / k
         p -= tmp
 
 
