@@ -247,3 +247,30 @@ def test_task_cost_puts_batch_one_adam_before_full_batch_gd():
             for n in names}
     assert cost["adam"] > cost["rmsprop"] > cost["momentum"] > cost["sgd"] > cost["gd"]
     assert cost["sgd"] == 160 * cost["gd"]  # batch 1 against full batch, no state either
+
+
+def test_members_without_grad_norm_same_result_and_still_catch_divergence():
+    from models.tanh_regression import TanhEnsemble
+    from models.training import DivergenceError, row_sized_ufunc_buffer, train_members
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 40)), np.sign(rng.standard_normal(20))
+    W0 = np.stack([init_weights(40, np.random.default_rng(s)) for s in (0, 1)])
+    cfg = TrainConfig(epochs=4, batch_size=1)
+    runs = [train_members(TanhEnsemble(W0), make_optimizer("adam", lr=0.01), X, y, cfg, [0, 1],
+                          grad_norm=flag) for flag in (True, False)]
+    for with_norm, without in zip(*runs, strict=True):
+        assert with_norm.history["train_loss"] == without.history["train_loss"]
+        assert np.isfinite(with_norm.history["grad_norm"][1:]).all()
+        assert np.isnan(without.history["grad_norm"]).all()
+    y_bad = y.copy()
+    y_bad[7] = np.nan
+    with pytest.raises(DivergenceError):
+        train_members(TanhEnsemble(W0), make_optimizer("sgd", lr=0.01), X, y_bad, cfg, [0, 1],
+                      grad_norm=False)
+    before = np.getbufsize()
+    with row_sized_ufunc_buffer(40):
+        assert np.getbufsize() == 32
+    with row_sized_ufunc_buffer(10**6):
+        assert np.getbufsize() == before  # never larger than NumPy's own
+    assert np.getbufsize() == before
