@@ -275,19 +275,13 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
         t0 = time.perf_counter()
         with ThreadPoolExecutor(1) as side:  # the report's set-up, once a core is spare
             setup: list[Future] = []
-
-            def start_setup() -> None:
-                if not setup:
-                    setup.append(side.submit(_report_setup, ds))
-
             _run_all(opts, trials, arrays, opts.jobs or default_jobs(), show_progress,
-                     on_spare_core=start_setup)
-            start_setup()
-            tuned = summarise(opts, trials)
-            tuned["_meta"] = {"data": str(data_dir), "n_fit": int((~val).sum()),
-                              "n_val": int(val.sum()), "n_test": len(ds.y_test),
-                              "baselines": setup[0].result(),
-                              "wall_time_s": round(time.perf_counter() - t0, 2)}
+                     on_spare_core=lambda: setup.append(side.submit(_report_setup, ds)))
+            base = setup[0].result() if setup else _report_setup(ds)
+        tuned = summarise(opts, trials)
+        tuned["_meta"] = {"data": str(data_dir), "n_fit": int((~val).sum()),
+                          "n_val": int(val.sum()), "n_test": len(ds.y_test),
+                          "baselines": base, "wall_time_s": round(time.perf_counter() - t0, 2)}
         atomic_write_json(out_dir / "tuned.json", tuned)
         from pipeline.tune_report import write_report
 
@@ -372,8 +366,9 @@ def _run_all(opts: TuneOptions, trials: TrialLog, arrays: dict, jobs: int,
              show_progress: bool, on_spare_core=None) -> None:
     """Submit every unfinished tune task; as each optimizer's tuning completes, submit its
     final re-runs. Finished trials go to the log as soon as their task returns.
-    ``on_spare_core()`` is called when fewer tasks are left than local workers (at once
-    for a Dask cluster, which leaves this machine's cores alone)."""
+    ``on_spare_core()`` is called once, when fewer tasks are left than local workers (at
+    once for a Dask cluster, which leaves this machine's cores alone); not at all when no
+    task is left to run."""
     from tqdm import tqdm
 
     from pipeline.executors import make_runner
