@@ -129,7 +129,6 @@ class ArmijoLineSearch:
             self.next_step = a
         return self._keep(record)
 
-
     def _keep(self, record: StepRecord) -> StepRecord:
         self.history.append(record)
         self.calls += 1

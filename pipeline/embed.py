@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import config
+from pipeline.baselines import stored_baselines
 from pipeline.errors import check_at_least, check_fraction
 from pipeline.files import (
     ARRAYS,
@@ -479,8 +480,6 @@ def _write_processed(out_dir: Path, df, X: np.ndarray, y: np.ndarray, test: np.n
     atomic_save_npy(tmp / "y_train.npy", y[~test])
     atomic_save_npy(tmp / "X_test.npy", X[test])
     atomic_save_npy(tmp / "y_test.npy", y[test])
-    from pipeline.baselines import stored_baselines
-
     meta = {**meta, "baselines": stored_baselines(tmp, X[~test], y[~test], X[test], y[test])}
     rows = df.assign(split=np.where(test, "test", "train"))
     rows = rows.iloc[np.r_[np.flatnonzero(~test), np.flatnonzero(test)]]
