@@ -18,19 +18,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The CPU build of PyTorch first: the dev extra's plain torch requirement would otherwise pull a
+# multi-GB CUDA build. [dev] includes [all] (sentence-transformers, the LLM clients, Dask).
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install the project (CPU PyTorch first)
+setup: $(STAMP)  ## create .venv and install the project with every extra (CPU PyTorch first)
 
 demo: $(STAMP)  ## run the optimizer study offline on the bundled data
 	$(BIN)/qa run --model bundled
 
-test: $(STAMP)  ## ruff, then the test suite
+test: $(STAMP)  ## ruff, then the test suite (with the wheel installed outside the checkout)
 	$(BIN)/ruff check models pipeline tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check models pipeline tests benchmarks
@@ -47,4 +49,4 @@ figures: $(STAMP)  ## regenerate the README figures in docs/ from a demo run
 	cp output/runs/docs-demo/*.png docs/
 
 clean:  ## remove generated outputs and caches (keeps .venv)
-	rm -rf output data/processed .pytest_cache .ruff_cache
+	rm -rf output data/processed .pytest_cache .ruff_cache build dist *.egg-info

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.mlp import MLP  # noqa: E402
 from models.optimizers import Adam  # noqa: E402
-from pipeline.mnist_data import load_mnist  # noqa: E402
+from pipeline.mlp.data import load_mnist  # noqa: E402
 
 
 class FirstAdam(Adam):

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.generate import GenerateOptions, generate  # noqa: E402
+from pipeline.corpus.generate import GenerateOptions, generate  # noqa: E402
 
 FAKE = ROOT / "tests" / "fakes" / "ollama_server.py"
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from models.mlp import MLP  # noqa: E402
 from models.optimizers import make_optimizer  # noqa: E402
-from pipeline import config  # noqa: E402
-from pipeline.mnist_data import load_mnist  # noqa: E402
+from pipeline.core import config  # noqa: E402
+from pipeline.mlp.data import load_mnist  # noqa: E402
 
 
 def block(fn, batches, n: int) -> float:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from models.mlp import MLP  # noqa: E402
 from models.optimizers import make_optimizer  # noqa: E402
 from models.training import shuffle_into  # noqa: E402
-from pipeline.files import UserError  # noqa: E402
-from pipeline.mnist_data import load_mnist  # noqa: E402
+from pipeline.core.files import UserError  # noqa: E402
+from pipeline.mlp.data import load_mnist  # noqa: E402
 
 SIZES = [784, 512, 256, 128, 10]
 

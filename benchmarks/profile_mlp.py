@@ -27,7 +27,7 @@ from mnist_vs_torch import Ours  # noqa: E402
 from models.activations import ReLU  # noqa: E402
 from models.layers import Dense  # noqa: E402
 from models.optimizers import Adam  # noqa: E402
-from pipeline.mnist_data import load_mnist  # noqa: E402
+from pipeline.mlp.data import load_mnist  # noqa: E402
 
 
 def by_function(ours: Ours, X, y, top: int) -> None:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mnist_vs_torch import matmul_peak  # noqa: E402
 
-from pipeline.synthetic import make_processed  # noqa: E402
+from pipeline.study.synthetic import make_processed  # noqa: E402
 
 QA = [sys.executable, "-m", "pipeline.cli"]
 

@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.config import StudyConfig
+from pipeline.core.config import StudyConfig
 from tests.conftest import make_processed
 
 N_FEATURES = 17  # make_processed(d=16) + the bias column
@@ -46,7 +46,7 @@ def _sums(d: Path) -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    from pipeline.train import run_study
+    from pipeline.study.train import run_study
 
     w = tmp_path_factory.mktemp("world")
     proc = make_processed(w / "proc", n_train=40, n_test=10, d=N_FEATURES - 1)
@@ -252,7 +252,7 @@ def test_a_full_disk_is_named(world, tmp_path, monkeypatch):
 def test_a_summary_that_disagrees_with_the_folders_is_rebuilt(world, tmp_path, edit):
     """summary.json is an index of the optimizer folders: readable but wrong, it is rebuilt
     from them (and said), so no path it names is ever opened."""
-    from pipeline.rundir import read_summary, recover
+    from pipeline.study.rundir import read_summary, recover
 
     run = tmp_path / "run"
     shutil.copytree(world / "run", run)

@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import config
 from pipeline.cli import main
-from pipeline.curate import CurateOptions, curate, side_paths
-from pipeline.gen_text import turkish_lower
+from pipeline.core import config
+from pipeline.corpus.curate import CurateOptions, curate, side_paths
+from pipeline.corpus.text import turkish_lower
 from tests.fakes.ollama_server import FakeOllama
 
-BUNDLED = Path(__file__).resolve().parents[1] / "data" / "raw" / "qa_pairs.csv"
+BUNDLED = config.bundled_file("qa_pairs.csv")
 
 
 def variants(q: str, i: int) -> str:
@@ -93,7 +93,7 @@ def test_embed_prefers_the_curated_set_and_curate_never_overwrites_its_input(run
     res = runner.invoke(main, ["curate", "--out", str(raw / "generated.csv")])
     assert res.exit_code != 0 and "never overwritten" in res.output
     assert runner.invoke(main, ["-q", "curate"]).exit_code == 0
-    from pipeline.embed import resolve_input
+    from pipeline.corpus.pairs import resolve_input
 
     assert resolve_input(None) == config.CURATED_CSV
 

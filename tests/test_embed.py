@@ -9,19 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import config
 from pipeline.cli import main
-from pipeline.embed import (
-    TURKISH_E5_INSTRUCT,
-    BundledEmbedder,
-    EmbedOptions,
-    TextCache,
-    build_features,
-    default_prompts,
-    embed_stage,
-    grouped_split,
-)
-from pipeline.files import load_processed
+from pipeline.core import config
+from pipeline.corpus.embed import EmbedOptions, build_features, embed_stage
+from pipeline.corpus.embedders import TURKISH_E5_INSTRUCT, BundledEmbedder, default_prompts
+from pipeline.corpus.pairs import grouped_split
+from pipeline.corpus.processed import load_processed
+from pipeline.corpus.text_cache import TextCache
 
 WORDS = ["türkiye", "başkent", "ankara", "istanbul", "nehir", "dağ", "gölü", "en", "büyük",
          "hangi", "yıl", "kuruldu", "osmanlı", "devleti", "query", "passage", ":", "?", "."]
@@ -99,7 +93,7 @@ def test_embed_stores_the_baselines_and_later_stages_read_them(tiny_st_model, tm
                                                                  monkeypatch):
     """meta.json carries the baselines of the arrays it was written with; they are read back
     only while the arrays are the same (else computed again, never stale)."""
-    import pipeline.baselines as B
+    import pipeline.corpus.baselines as B
 
     monkeypatch.chdir(tmp_path)
     opts = EmbedOptions(embedder=str(tiny_st_model), test_size=0.5, device="cpu")
@@ -152,7 +146,7 @@ def test_cache_hit_partial_hit_and_corrupt(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("model loaded")
 
-    monkeypatch.setattr("pipeline.embed._load_embedder", boom)
+    monkeypatch.setattr("pipeline.corpus.embed._load_embedder", boom)
     assert embed_stage(src, opts, show_progress=False) == out
 
     # two new rows: only their texts are embedded
@@ -230,7 +224,7 @@ def test_missing_input(runner):
 
 
 def test_bundled_dataset_is_valid():
-    df = pd.read_csv(config.PACKAGE_ROOT / "data" / "raw" / "qa_pairs.csv")
+    df = pd.read_csv(config.bundled_file("qa_pairs.csv"))
     assert list(df.columns[:3]) == ["question", "answer", "label"]
     assert len(df) == 200 and df["question"].nunique() == 100
     assert (df["label"] == 1).sum() == 100 and (df["label"] == -1).sum() == 100
@@ -249,7 +243,7 @@ def test_processed_arrays_load_as_float32(tmp_path):
 
 
 def test_bundled_embedder_takes_the_batch_size():
-    from pipeline.embed import EmbedOptions, _load_embedder
+    from pipeline.corpus.embed import EmbedOptions, _load_embedder
 
     emb = _load_embedder(EmbedOptions(embedder="bundled", batch_size=7), "query: ", "passage: ", False)
     assert emb.batch_size == 7  # was silently 64 whatever --batch-size said

@@ -13,14 +13,15 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.curve import (
+from pipeline.core import config
+from pipeline.corpus.exams import convert, read_exams
+from pipeline.study.curve import (
     cosine_accuracy,
     cosine_threshold,
     logreg_accuracy,
     majority_accuracy,
     subsample,
 )
-from pipeline.exams import convert, read_exams
 
 
 def rec(rid, stem, options, key, subject="History"):
@@ -108,13 +109,13 @@ def test_import_command_writes_once_and_never_overwrites(exams_dir, tmp_path, ru
 
 
 def test_the_bundled_exams_set_is_the_import_of_the_shared_files(tmp_path):
-    from pipeline.exams import import_exams
+    from pipeline.corpus.exams import import_exams
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "exams-tr"
     if not (shared / "train_tr.jsonl").exists():
         pytest.skip("../shared/data/exams-tr is not available")
     out, summary = import_exams(shared, out=tmp_path / "x.csv")
-    bundled = Path(__file__).resolve().parents[1] / "data" / "raw" / "exams_tr.csv"
+    bundled = config.bundled_file("exams_tr.csv")
     assert out.read_bytes() == bundled.read_bytes()
     assert summary.startswith("1951 questions, 3902 rows (1951 correct, 1951 wrong)")
 

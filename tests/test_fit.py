@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.fit import TASKS, FitConfig, run_fit
+from pipeline.mlp.fit import TASKS, FitConfig, run_fit
 
 
 def test_tasks_are_what_they_say():

@@ -14,16 +14,17 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.files import UserError
-from pipeline.gen_journal import Journal
-from pipeline.gen_text import (
+from pipeline.core.files import UserError
+from pipeline.corpus.generate import GenerateOptions, QuestionWriter, generate
+from pipeline.corpus.journal import Journal
+from pipeline.corpus.text import (
     normalise_question,
     parse_item,
     strip_reasoning,
     turkish_lower,
     validate_item,
 )
-from pipeline.generate import GenerateOptions, QuestionWriter, connect, generate
+from pipeline.llm.hosts import connect
 from tests.fakes.ollama_server import FakeOllama, item
 
 REPO = Path(__file__).resolve().parents[1]

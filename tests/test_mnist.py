@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.mnist_data import load_mnist, read_idx
+from pipeline.mlp.data import load_mnist, read_idx
 from tests.conftest import SHARED_MNIST
 
 pytestmark = pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
@@ -155,9 +155,9 @@ def test_val_size_zero_trains_on_every_row(mnist_subset, runner, tmp_path):
 def test_compare_gives_every_optimizer_the_same_weights_and_batches(mnist_subset, tmp_path,
                                                                     monkeypatch):
     import models.training as training
-    import pipeline.mnist_compare as mc
-    from pipeline.mnist import MnistConfig
-    from pipeline.mnist_compare import compare_command
+    import pipeline.mlp.compare as mc
+    from pipeline.mlp.compare import compare_command
+    from pipeline.mlp.mnist import MnistConfig
 
     orders, starts = [], []
     real_shuffle, real_fit = training.shuffle_into, mc.fit
@@ -168,7 +168,7 @@ def test_compare_gives_every_optimizer_the_same_weights_and_batches(mnist_subset
         return out
 
     def spy_fit(cfg, data, *a, **k):
-        from pipeline.mnist import build
+        from pipeline.mlp.mnist import build
 
         starts.append({n: p.copy() for n, p in build(cfg).params.items()})
         return real_fit(cfg, data, *a, **k)
@@ -203,7 +203,7 @@ def test_compare_gives_every_optimizer_the_same_weights_and_batches(mnist_subset
 def test_a_schedule_scales_the_line_search_as_documented(mnist_subset):
     """cosine: each epoch's first trial step is the constant run's, times the schedule's
     factor (checked through the optimizer's lr as the loop sets it)."""
-    from pipeline.mnist import MnistConfig, fit, resolve_data
+    from pipeline.mlp.mnist import MnistConfig, fit, resolve_data
 
     data = resolve_data(mnist_subset, False, False)
     seen = {}

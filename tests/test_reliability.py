@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import config
 from pipeline.cli import main
-from pipeline.embed import TextCache, bound_texts
-from pipeline.files import UMASK, UserError, atomic_write_text, make_temp_dir
-from pipeline.gen_journal import Journal
-from pipeline.generate import GenerateOptions, generate
-from pipeline.locking import FileLock
-from pipeline.rundir import read_summary, recover
+from pipeline.core import config
+from pipeline.core.files import UMASK, UserError, atomic_write_text, make_temp_dir
+from pipeline.core.locking import FileLock
+from pipeline.corpus.generate import GenerateOptions, generate
+from pipeline.corpus.journal import Journal
+from pipeline.corpus.pairs import bound_texts
+from pipeline.corpus.text_cache import TextCache
+from pipeline.study.rundir import read_summary, recover
 from tests.conftest import make_processed
 from tests.fakes.ollama_server import FakeOllama
 
@@ -269,7 +270,7 @@ def test_long_texts_are_cut_and_named(caplog):
 
 
 def test_a_megabyte_field_costs_little_to_embed(tmp_path, monkeypatch):
-    from pipeline.embed import EmbedOptions, embed_stage
+    from pipeline.corpus.embed import EmbedOptions, embed_stage
 
     monkeypatch.chdir(tmp_path)
     q1, q2 = "Türkiye'nin başkenti neresidir?", "En uzun nehir hangisidir?"
@@ -290,7 +291,7 @@ def test_a_megabyte_field_costs_little_to_embed(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------ 8. half-replaced run dir
 def test_a_run_killed_between_the_renames_is_recovered(tmp_path, processed):
-    from pipeline.train import run_study
+    from pipeline.study.train import run_study
 
     run = tmp_path / "run"
     run_study(processed, config.StudyConfig(optimizers=("gd", "adam"), seeds=2, epochs=3, jobs=1),
@@ -308,7 +309,7 @@ def test_a_run_killed_between_the_renames_is_recovered(tmp_path, processed):
 
 
 def test_a_finished_replacement_drops_the_old_copy(tmp_path):
-    from pipeline.files import replace_dir
+    from pipeline.core.files import replace_dir
 
     final = tmp_path / "out"
     final.mkdir()

@@ -12,7 +12,7 @@ from models.optimizers import make_optimizer
 from models.tanh_regression import TanhRegression, init_weights
 from models.training import DivergenceError, TrainConfig, TrajectoryRecorder, train
 from pipeline.cli import main
-from pipeline.files import atomic_save_npy
+from pipeline.core.files import atomic_save_npy
 from tests.conftest import make_processed
 
 
@@ -238,8 +238,8 @@ def test_shuffle_into_matches_fancy_indexing_and_reuses_buffers():
 
 def test_task_cost_puts_batch_one_adam_before_full_batch_gd():
     """Worker tasks start longest first: the cost ranks the study's default optimizers."""
-    from pipeline.config import StudyConfig
-    from pipeline.train import optimizer_settings, task_cost
+    from pipeline.core.config import StudyConfig
+    from pipeline.study.train import optimizer_settings, task_cost
 
     names = ("gd", "sgd", "momentum", "rmsprop", "adam", "linesearch")
     study = StudyConfig(optimizers=names)

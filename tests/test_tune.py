@@ -19,10 +19,10 @@ from models.optimizers import make_optimizer
 from models.tanh_regression import TanhRegression, init_weights
 from models.training import TrainConfig, train
 from pipeline.cli import main
-from pipeline.files import load_processed
-from pipeline.stats import bootstrap_ci, choose_lr, directness, up_fraction
-from pipeline.synthetic import make_processed
-from pipeline.tune import TuneOptions, run_trials, tune, validation_mask
+from pipeline.corpus.processed import load_processed
+from pipeline.study.stats import bootstrap_ci, choose_lr, directness, up_fraction
+from pipeline.study.synthetic import make_processed
+from pipeline.study.tune import TuneOptions, run_trials, tune, validation_mask
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -68,7 +68,7 @@ def test_ensemble_across_lrs_equals_separate_runs(name, bs):
             "epochs": 5, "batch_size": bs, "target_loss": 0.5, "trajectory_points": 0}
     joint = {(r["lr"], r["seed"]): r for r in run_trials(spec, data)}
     assert len(joint) == 6
-    from pipeline import config
+    from pipeline.core import config
 
     for lr in spec["lrs"]:
         for s in spec["seeds"]:
@@ -218,7 +218,7 @@ def test_an_unreachable_scheduler_is_one_line_within_10_s(qdata, tmp_path, runne
 
 
 def test_select_train_chooses_by_training_loss(qdata, tmp_path):
-    from pipeline.tune import TrialLog
+    from pipeline.study.tune import TrialLog
 
     out = tune(qdata, TuneOptions(optimizers=("sgd",), budget=3, tune_seeds=2, final_seeds=2,
                                   epochs=4, select="train", jobs=1), tmp_path / "t",

@@ -10,7 +10,7 @@ import pytest
 
 from models.tanh_regression import TanhRegression
 from pipeline.cli import main
-from pipeline.visualize import FIGURES, landscape, load_runs
+from pipeline.study.visualize import FIGURES, landscape, load_runs
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +84,9 @@ def test_run_skips_up_to_date_stages(runner, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("stage ran again")
 
-    monkeypatch.setattr("pipeline.embed._load_embedder", boom)
-    monkeypatch.setattr("pipeline.train._run_one", boom)
-    monkeypatch.setattr("pipeline.run.visualize", boom)
+    monkeypatch.setattr("pipeline.corpus.embed._load_embedder", boom)
+    monkeypatch.setattr("pipeline.study.train._run_one", boom)
+    monkeypatch.setattr("pipeline.study.run.visualize", boom)
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     assert res.output.strip().endswith(report)
@@ -120,7 +120,7 @@ def test_visualize_a_tiny_run(processed, tmp_path, runner):
 
 
 def test_pca_plane_of_a_straight_path():
-    from pipeline.visualize import pca_plane
+    from pipeline.study.visualize import pca_plane
 
     D = np.outer(np.linspace(0, 1, 5), np.arange(1.0, 7.0))  # rank 1
     (d1, d2), ratio = pca_plane(D)

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 class QAGroup(click.Group):

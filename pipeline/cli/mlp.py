@@ -9,11 +9,11 @@ import click
 
 from models.activations import ACTIVATIONS  # noqa: E402 - NumPy only: cheap at --help
 from models.optimizers import OPTIMIZERS  # noqa: E402
-from pipeline import config
 from pipeline.cli.base import main
 from pipeline.cli.parsing import float_list, int_list, joined, parse_batch_size
-from pipeline.errors import UserError
-from pipeline.fit import TASKS as FIT_TASKS  # noqa: E402 - the registry of tasks
+from pipeline.core import config
+from pipeline.core.errors import UserError
+from pipeline.mlp.fit import TASKS as FIT_TASKS  # noqa: E402 - the registry of tasks
 
 MLP_OPTIMIZERS = [*OPTIMIZERS, "momentum"]  # the registry, and its one alias
 HIDDEN_ACTIVATIONS = [a for a in ACTIVATIONS if a != "softmax"]  # softmax is the output's
@@ -84,7 +84,7 @@ def mnist_model_options(f):
 
 def _mnist_config(layers, activation, optimizer, lr, batch_size, epochs, seed, l2, dropout,
                   input_dropout, grad_clip, schedule, standardise, patience, val_size):
-    from pipeline.mnist import MnistConfig
+    from pipeline.mlp.mnist import MnistConfig
 
     return MnistConfig(layers=layers, activation=activation, optimizer=optimizer, lr=lr,
                        batch_size=batch_size, epochs=epochs, seed=seed, l2=l2, dropout=dropout,
@@ -113,7 +113,7 @@ def mnist_train_cmd(layers, data_dir, download, activation, optimizer, lr, batch
       qa mnist train --data-dir ../shared/data/mnist
       qa mnist train --layers 1024,1024 --dropout 0.2 --epochs 30 --schedule cosine
     """
-    from pipeline.mnist import train_command
+    from pipeline.mlp.mnist import train_command
 
     cfg = _mnist_config(int_list(layers, "--layers"), activation, optimizer, lr, batch_size,
                         epochs, seed, l2, dropout, input_dropout, grad_clip, schedule,
@@ -129,7 +129,7 @@ def mnist_train_cmd(layers, data_dir, download, activation, optimizer, lr, batch
               help="Directory of the MNIST IDX files.")
 def mnist_evaluate_cmd(weights, data_dir):
     """Test accuracy of saved weights (weights.npz from `qa mnist train`)."""
-    from pipeline.mnist import evaluate_command
+    from pipeline.mlp.mnist import evaluate_command
 
     m = evaluate_command(weights, data_dir)
     click.echo(f"test accuracy {m['test_acc']:.4f}, loss {m['test_loss']:.4f}")
@@ -161,7 +161,7 @@ def mnist_sweep_cmd(lrs, depths, batch_sizes, width, subset, jobs, data_dir, dow
     Example (the SGD grid of the line-search study):
       qa mnist sweep --optimizer sgd --lrs 0.1,0.05,0.01 --depths 1,2,3 --batch-sizes 32 --epochs 5
     """
-    from pipeline.mnist import SweepGrid, sweep_command
+    from pipeline.mlp.mnist import SweepGrid, sweep_command
 
     base = _mnist_config((width,), activation, optimizer, lr, batch_size, epochs, seed, l2,
                          dropout, input_dropout, grad_clip, schedule, standardise, patience,
@@ -196,7 +196,7 @@ def mnist_compare_cmd(optimizers, lrs, layers, data_dir, download, activation, b
       qa mnist compare --optimizers sgd,linesearch --lr sgd=0.05 --lr linesearch=1 \\
           --layers 256,128,64 --batch-size 32 --epochs 10 --schedule constant
     """
-    from pipeline.mnist_compare import compare_command
+    from pipeline.mlp.compare import compare_command
 
     names = [n.strip() for n in optimizers.split(",") if n.strip()]
     bad = [n for n in names if n not in MLP_OPTIMIZERS]
@@ -256,7 +256,7 @@ def fit_cmd(task, layers, activation, optimizer, lr, batch_size, epochs, noise, 
       qa fit cubic --optimizer gd --batch-size full --lr 0.01 --epochs 900
       qa fit sincos --layers 64,64,64
     """
-    from pipeline.fit import FitConfig, run_fit
+    from pipeline.mlp.fit import FitConfig, run_fit
 
     try:
         bs = parse_batch_size(batch_size)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline import config
-from pipeline.errors import UserError
+from pipeline.core import config
+from pipeline.core.errors import UserError
 
 
 def parse_per_optimizer(values: tuple[str, ...], cast, option: str, optimizers) -> dict:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from pipeline import config
 from pipeline.cli.base import main
 from pipeline.cli.parsing import parse_batch_size, parse_per_optimizer
-from pipeline.errors import UserError
+from pipeline.core import config
+from pipeline.core.errors import UserError
 
 OPTIMIZER_CHOICES = [*config.STUDY_DEFAULTS, "all"]
 _LR_DEFAULTS = ", ".join(f"{n} {d.lr:g}" for n, d in config.STUDY_DEFAULTS.items())
@@ -112,7 +112,7 @@ def generate_cmd(llm, n, out, concurrency, backend, hosts, pull, temperature, se
       qa generate --backend openai --host http://gpu1:8000/v1 --host http://gpu2:8000/v1 \\
           --model ytu-ce-cosmos/Turkish-Gemma-9b-T1
     """
-    from pipeline.generate import GenerateOptions, generate
+    from pipeline.corpus.generate import GenerateOptions, generate
 
     opts = GenerateOptions(llm=llm, n=n, out=out, concurrency=concurrency, hosts=hosts,
                            backend=backend,
@@ -159,7 +159,7 @@ def embed_cmd(embedder, input_csv, out, features, test_size, seed, batch_size, d
       qa embed --features interaction
       qa embed --model ./my-local-model --query-prompt "query: " --passage-prompt "passage: "
     """
-    from pipeline.embed import EmbedOptions, embed_stage
+    from pipeline.corpus.embed import EmbedOptions, embed_stage
 
     opts = EmbedOptions(embedder=embedder, features=features, test_size=test_size, seed=seed,
                         batch_size=batch_size, device=device, query_prompt=query_prompt,
@@ -187,7 +187,7 @@ def train_cmd(data, optimizers, seeds, epochs, lrs, batches, trajectory_points, 
       qa train --optimizer all --seeds 3 --epochs 100
       qa train -o sgd -o adam --lr adam=0.005 --batch-size sgd=8
     """
-    from pipeline.train import run_study
+    from pipeline.study.train import run_study
 
     study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
     run_dir = run_study(data, study, out, show_progress=not _quiet())
@@ -208,7 +208,7 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
     Writes trajectories_tsne.png, landscape_pca.png, curves_epochs.png, curves_updates.png,
     curves_time.png, summary_table.md and report.md into RUN_DIR.
     """
-    from pipeline.visualize import VisualizeOptions, visualize
+    from pipeline.study.visualize import VisualizeOptions, visualize
 
     report = visualize(run_dir, VisualizeOptions(threshold, tsne_points), data)
     click.echo(f"report: {report}")
@@ -250,9 +250,9 @@ def run_cmd(embedder, features, input_csv, regenerate, llm, n, hosts, concurrenc
       qa run                                 # turkish-e5-large (downloads it once)
       qa run --model bundled --features interaction --seeds 3
     """
-    from pipeline.embed import EmbedOptions
-    from pipeline.generate import GenerateOptions
-    from pipeline.run import run_all
+    from pipeline.corpus.embed import EmbedOptions
+    from pipeline.corpus.generate import GenerateOptions
+    from pipeline.study.run import run_all
 
     study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
     gen = GenerateOptions(llm=llm, n=n, hosts=hosts, concurrency=concurrency,
@@ -318,7 +318,7 @@ def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs
       qa tune -o sgd -o adam --budget 8 --final-seeds 20
       qa tune --scheduler tcp://10.0.0.5:8786      # a Dask cluster runs the trials
     """
-    from pipeline.tune import TuneOptions, tune
+    from pipeline.study.tune import TuneOptions, tune
 
     names = list(config.STUDY_OPTIMIZERS) if "all" in optimizers else list(dict.fromkeys(optimizers))
     opts = TuneOptions(optimizers=tuple(names), budget=budget, lr_range=_lr_range(lr_range),
@@ -359,7 +359,7 @@ def import_exams_cmd(source, distractors, seed, out):
       qa import exams --source ../shared/data/exams-tr
       qa run --input data/raw/exams_tr.csv --model bundled
     """
-    from pipeline.exams import import_exams
+    from pipeline.corpus.exams import import_exams
 
     path, summary = import_exams(source, distractors, seed, out)
     click.echo(f"{summary}\npairs: {path}")
@@ -399,8 +399,8 @@ def curve_cmd(input_csv, sizes, features, optimizers, seeds, epochs, embedder, j
       qa curve --input data/raw/exams_tr.csv --model bundled
       qa curve --model bundled --sizes 10,20,40,all --features concat
     """
-    from pipeline.curve import CurveOptions, curve, parse_sizes
-    from pipeline.embed import EmbedOptions
+    from pipeline.corpus.embed import EmbedOptions
+    from pipeline.study.curve import CurveOptions, curve, parse_sizes
 
     opts = CurveOptions(sizes=parse_sizes(sizes),
                         features=tuple(f.strip() for f in features.split(",") if f.strip()),
@@ -440,7 +440,7 @@ def curate_cmd(input_csv, out, embedder, min_cos, judge_model, backend, hosts, c
       qa curate
       qa curate --judge-model hf.co/ytu-ce-cosmos/Turkish-Gemma-9b-T1-GGUF:Q4_K_M
     """
-    from pipeline.curate import CurateOptions, curate
+    from pipeline.corpus.curate import CurateOptions, curate
 
     path, summary = curate(CurateOptions(
         input=input_csv, out=out, embedder=embedder, min_cos=min_cos, judge_model=judge_model,

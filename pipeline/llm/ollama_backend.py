@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
-from pipeline import config
-from pipeline.errors import UserError
-from pipeline.http_deadline import DeadlineTransport, request_deadline
+from pipeline.core import config
+from pipeline.core.errors import UserError
+from pipeline.core.extras import require
 from pipeline.llm import FatalError, Reply, TransientError
+from pipeline.llm.http_deadline import DeadlineTransport, request_deadline
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +19,8 @@ class OllamaBackend:
 
     def __init__(self, host: str | None, connect_timeout: float, read_timeout: float) -> None:
         import httpx
-        import ollama
 
+        ollama = require("ollama")
         self.host = host or os.environ.get("OLLAMA_HOST") or config.OLLAMA_HOST
         self.read_timeout = read_timeout
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 
-from pipeline.errors import UserError
-from pipeline.http_deadline import deadline_transport_httpx2, request_deadline
+from pipeline.core.errors import UserError
+from pipeline.core.extras import require
 from pipeline.llm import FatalError, Reply, TransientError
+from pipeline.llm.http_deadline import deadline_transport_httpx2, request_deadline
 
 log = logging.getLogger(__name__)
 NO_KEY = "no-key"  # what the client sends when $OPENAI_API_KEY is unset (local servers)
@@ -22,8 +23,8 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, host: str | None, connect_timeout: float, read_timeout: float) -> None:
+        openai = require("openai")
         import httpx2
-        import openai
 
         if not host:
             raise UserError("--backend openai needs --host, the server's base URL, e.g. "

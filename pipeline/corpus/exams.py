@@ -1,0 +1,154 @@
+"""`qa import exams`: EXAMS (Hardalov et al., EMNLP 2020), Turkish part -> our pairs CSV.
+
+Each EXAMS record is a high-school exam question with 4 or 5 options and an answer key. The
+``one`` conversion gives every question its correct option (+1) and one seeded random wrong
+option (-1), so the set is balanced like the generated one; ``all`` makes every wrong option a
+-1 row (3-4 per question: the majority class is then "wrong" at about 77%, and the split,
+stratified by each question's label pattern, keeps that ratio on both sides).
+
+Rows that cannot be used are skipped and counted, never fatal: an answer key that names no
+option (one dev record has "@"), an empty question or correct option, a repeated id, a wrong
+option empty or equal to the correct one. The reader takes the extracted ``*_tr.jsonl`` files
+or the original ``*_tr.jsonl.tar.gz`` archives. The data is CC BY-SA 4.0: what we ship from it
+carries the same license and the attribution in ``data/raw/exams_tr.NOTICE.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core import config
+from pipeline.core.files import UserError, atomic_write_text, read_error
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev")
+DISTRACTORS = ("one", "all")
+
+
+def _lines(source: Path, split: str) -> list[bytes]:
+    """The JSONL lines of one split, from ``<split>_tr.jsonl`` or its ``.tar.gz``."""
+    plain, packed = source / f"{split}_tr.jsonl", source / f"{split}_tr.jsonl.tar.gz"
+    if plain.exists():
+        try:
+            return plain.read_bytes().splitlines()
+        except OSError as e:
+            raise read_error(e, plain, "EXAMS data", "replace it with a fresh copy") from None
+    if not packed.exists():
+        raise UserError(f"{source} has neither {plain.name} nor {packed.name}; pass --source "
+                        "the folder of the EXAMS Turkish files (e.g. ../shared/data/exams-tr)")
+    try:
+        with tarfile.open(packed, "r:gz") as tar:
+            member = next((m for m in tar.getmembers()
+                           if m.isfile() and m.name.endswith(".jsonl")), None)
+            if member is None:
+                raise UserError(f"{packed} holds no .jsonl file; is it the EXAMS archive?")
+            return tar.extractfile(member).read().splitlines()
+    except (OSError, tarfile.TarError, EOFError) as e:  # a bad gzip stream is an OSError
+        raise UserError(f"{packed} is not a readable .tar.gz archive ({e}); replace it") from None
+
+
+def read_exams(source: Path) -> tuple[list[dict], Counter]:
+    """Every usable-looking record of both splits, tagged with its split; lines that are not
+    JSON records are counted as skipped."""
+    source = Path(source)
+    if not source.is_dir():
+        raise UserError(f"--source {source} is not a folder; pass the folder of the EXAMS "
+                        "Turkish files")
+    records, skipped = [], Counter()
+    for split in SPLITS:
+        for raw in _lines(source, split):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+                rec["question"]["choices"]  # noqa: B018 - the shape every record must have
+            except (ValueError, KeyError, TypeError):
+                skipped["not a JSON record"] += 1
+                continue
+            rec["_split"] = split
+            records.append(rec)
+    return records, skipped
+
+
+def convert(records: list[dict], distractors: str = "one",
+            seed: int = config.EXAMS_SEED) -> tuple[list[dict], Counter]:
+    """Pairs rows (question, answer, label, topic, source, exams_id, exams_split, grade) and
+    the count of what was skipped, by reason."""
+    if distractors not in DISTRACTORS:
+        raise UserError(f"--distractors must be one or all, got {distractors!r}")
+    rng = np.random.default_rng(seed)
+    rows, skipped, seen, pairs = [], Counter(), set(), set()
+    for rec in records:
+        q = rec.get("question") or {}
+        stem = " ".join(str(q.get("stem") or "").split())
+        choices = {str(c.get("label")): " ".join(str(c.get("text") or "").split())
+                   for c in q.get("choices") or [] if isinstance(c, dict)}
+        key, rid = str(rec.get("answerKey")), str(rec.get("id"))
+        if rid in seen:
+            skipped["repeated id"] += 1
+            continue
+        seen.add(rid)
+        if key not in choices:
+            skipped["answer key names no option"] += 1
+            continue
+        correct = choices[key]
+        if not stem or not correct:
+            skipped["empty question or correct option"] += 1
+            continue
+        wrong = [t for label, t in sorted(choices.items()) if label != key]
+        usable = list(dict.fromkeys(t for t in wrong if t and t != correct))
+        skipped["wrong option empty, repeated or equal to the correct one"] += len(wrong) - len(usable)
+        if not usable:
+            skipped["no usable wrong option"] += 1
+            continue
+        picked = [usable[int(rng.integers(len(usable)))]] if distractors == "one" else usable
+        info = rec.get("info") or {}
+        base = {"question": stem, "topic": info.get("subject", ""), "source": "exams-tr",
+                "exams_id": rid, "exams_split": rec["_split"], "grade": info.get("grade", "")}
+        fresh = [t for t in picked if (stem, t, -1) not in pairs]
+        if (stem, correct, 1) in pairs or not fresh:  # another record with the same stem
+            skipped["question repeating another record's"] += 1
+            continue
+        skipped["wrong option repeating another record's"] += len(picked) - len(fresh)
+        pairs.update([(stem, correct, 1)] + [(stem, t, -1) for t in fresh])
+        rows.append({**base, "answer": correct, "label": 1})
+        rows += [{**base, "answer": t, "label": -1} for t in fresh]
+    skipped = Counter({k: v for k, v in skipped.items() if v})
+    return rows, skipped
+
+
+def import_exams(source: Path, distractors: str = "one", seed: int = config.EXAMS_SEED,
+                 out: Path | None = None) -> tuple[Path, str]:
+    """Run `qa import exams`; returns (the CSV, a one-line summary). Raw data is immutable: an
+    existing CSV with other content is refused, one with the same content is left as it is."""
+    import pandas as pd
+
+    records, skipped = read_exams(source)
+    rows, more = convert(records, distractors, seed)
+    skipped += more
+    out = Path(out) if out is not None else config.RAW_DIR / (
+        "exams_tr.csv" if distractors == "one" else "exams_tr_all.csv")
+    cols = ["question", "answer", "label", "topic", "source", "exams_id", "exams_split", "grade"]
+    text = pd.DataFrame(rows, columns=cols).to_csv(index=False)
+    n_q = len({r["exams_id"] for r in rows})
+    summary = (f"{n_q} questions, {len(rows)} rows ({sum(r['label'] == 1 for r in rows)} correct, "
+               f"{sum(r['label'] == -1 for r in rows)} wrong); skipped: "
+               + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"))
+    if out.exists():
+        try:
+            same = out.read_text(encoding="utf-8") == text
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if not same:
+            raise UserError(f"{out} exists with other content; raw data is never overwritten: "
+                            "pass --out NEW.csv (or delete it)")
+        return out, summary + " (already there, unchanged)"
+    atomic_write_text(out, text)
+    return out, summary
