@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import config
-from pipeline.core.errors import check_fraction, first_line
-from pipeline.core.files import (
-    UserError,
-)
+from pipeline.core.errors import UserError, check_fraction, first_line
+from pipeline.core.files import check_regular_input
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +23,7 @@ def resolve_input(path: Path | None) -> Path:
             raise UserError(f"input {path} does not exist; run `qa generate` or pass --input CSV")
         if Path(path).is_dir():
             raise UserError(f"input {path} is a directory; pass the pairs CSV inside it")
-        return Path(path)
+        return check_regular_input(path, "input", "pass a pairs CSV")
     for made, what in ((config.CURATED_CSV, "curated"), (config.GENERATED_CSV, "generated")):
         if made.exists():
             log.info("input: %s (%s)", made, what)
@@ -38,6 +36,8 @@ def resolve_input(path: Path | None) -> Path:
 def read_pairs(path: Path):
     """Read and validate a pairs CSV: question, answer, label in {-1, +1}, no empty text."""
     import pandas as pd
+
+    check_regular_input(path, "pairs CSV", "pass a pairs CSV")
 
     try:
         df = pd.read_csv(path, encoding="utf-8", dtype={"question": str, "answer": str})

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.core import config
 from pipeline.core.errors import UserError
-from pipeline.core.files import read_error, read_json, read_latest, sha256_file
+from pipeline.core.files import check_regular_input, read_error, read_json, read_latest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def load_npy(path: Path, fix: str) -> np.ndarray:
     archives under a .npy name, pickled objects and complex or structured dtypes are refused
     with one line naming the file.
     """
-    path = Path(path)
+    path = check_regular_input(Path(path), "array", fix)
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
