@@ -4,6 +4,7 @@ failing rests while the others take its work."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -14,6 +15,33 @@ from pipeline.core.files import UserError
 from pipeline.llm import TransientError, make_backend
 
 log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------- URLs
+_PASSWORD = re.compile(r"(//[^/@:]*):([^/@]*)@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ***: what is printed, logged and written
+    (the client gets the real URL)."""
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
+def check_host_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host and a valid port, else a UserError naming it
+    (redacted)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as e:
+        raise UserError(f"--host {redact_url(url)} is not a valid URL ({e}); e.g. "
+                        "http://127.0.0.1:11434") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--host {redact_url(url)} is not an http(s) URL with a host; e.g. "
+                        "http://127.0.0.1:11434")
+    return url
 
 
 # -------------------------------------------------------------------------------- hosts
@@ -88,6 +116,8 @@ def connect(opts) -> list:
     backends, errors = [], []
     for host in opts.hosts or (None,):
         try:
+            if host is not None:
+                check_host_url(host)
             b = make_backend(opts.backend, host, opts.connect_timeout, opts.read_timeout)
             b.preflight(opts.llm, opts.pull, opts.show_progress)
             backends.append(b)

@@ -9,6 +9,7 @@ from pipeline.core import config
 from pipeline.core.errors import UserError
 from pipeline.core.extras import require
 from pipeline.llm import FatalError, Reply, TransientError
+from pipeline.llm.hosts import redact_url
 from pipeline.llm.http_deadline import DeadlineTransport, request_deadline
 
 log = logging.getLogger(__name__)
@@ -21,11 +22,12 @@ class OllamaBackend:
         import httpx
 
         ollama = require("ollama")
-        self.host = host or os.environ.get("OLLAMA_HOST") or config.OLLAMA_HOST
+        url = host or os.environ.get("OLLAMA_HOST") or config.OLLAMA_HOST
+        self.host = redact_url(url)  # what messages name; the client gets the real URL
         self.read_timeout = read_timeout
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         # every request also gets a total deadline (a slow drip never trips a per-read timeout)
-        self.client = ollama.Client(host=self.host, timeout=timeout, transport=DeadlineTransport())
+        self.client = ollama.Client(host=url, timeout=timeout, transport=DeadlineTransport())
         self.think: bool | None = False  # dropped if the server refuses the field
 
     def preflight(self, model: str, pull: bool, show_progress: bool) -> None:
@@ -105,4 +107,6 @@ class OllamaBackend:
             raise TransientError("timeout") from e
         except (httpx.TransportError, ConnectionError) as e:
             raise TransientError("connection") from e
+        except (ValueError, TypeError, AttributeError) as e:  # a 200 whose body is not the API's
+            raise TransientError("invalid_reply") from e  # JSON (HTML, truncated): pydantic too
         return Reply(resp.message.content or "", getattr(resp, "done_reason", None) or "stop")

@@ -13,6 +13,7 @@ import os
 from pipeline.core.errors import UserError
 from pipeline.core.extras import require
 from pipeline.llm import FatalError, Reply, TransientError
+from pipeline.llm.hosts import redact_url
 from pipeline.llm.http_deadline import deadline_transport_httpx2, request_deadline
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,11 @@ class OpenAIBackend:
             raise UserError("--backend openai needs --host, the server's base URL, e.g. "
                             "http://127.0.0.1:8000/v1 (vLLM) or http://127.0.0.1:11434/v1 "
                             "(Ollama)")
-        self.host, self.read_timeout = host.rstrip("/"), read_timeout
+        url = host.rstrip("/")
+        self.host, self.read_timeout = redact_url(url), read_timeout  # messages name self.host
         timeout = httpx2.Timeout(read_timeout, connect=connect_timeout)
         self.client = openai.OpenAI(
-            base_url=self.host, api_key=os.environ.get("OPENAI_API_KEY") or NO_KEY,
+            base_url=url, api_key=os.environ.get("OPENAI_API_KEY") or NO_KEY,
             max_retries=0, timeout=timeout,  # the runner retries, with backoff and hosts
             http_client=httpx2.Client(transport=deadline_transport_httpx2(), timeout=timeout))
 
@@ -85,7 +87,12 @@ class OpenAIBackend:
             raise FatalError(f"{self.host} refused the request ({e.status_code})") from e
         except openai.APIResponseValidationError as e:
             raise TransientError("invalid_json") from e
-        if not resp.choices:
+        except (ValueError, TypeError) as e:  # a 200 whose body is not JSON (truncated, HTML)
+            raise TransientError("invalid_reply") from e
+        choices = getattr(resp, "choices", None)  # an HTML page comes back as a str
+        if not isinstance(choices, list):
+            raise TransientError("invalid_reply")
+        if not choices:
             raise TransientError("empty_reply")
-        choice = resp.choices[0]
+        choice = choices[0]
         return Reply(choice.message.content or "", choice.finish_reason or "stop")

@@ -17,6 +17,8 @@ injects scripted faults: each chat request takes the next entry of ``script`` (t
     english     a valid-looking item in English
     midstream   (streamed requests) an error line in the middle of the stream
     (judge)     with ``judge=fn``, a judge prompt of `qa curate` gets {"correct": fn(prompt)}
+    html        HTTP 200 with an HTML page (a proxy's error page, say) instead of JSON
+    truncated   HTTP 200 with the first half of a valid JSON body
     drip        a valid answer sent one byte every ``drip_seconds`` (each read is quick,
                 the whole answer is not); ``drip_show=True`` does the same to /api/show
 
@@ -217,7 +219,24 @@ class FakeOllama:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return None
+                if fault in ("html", "truncated"):
+                    self._raw_200(fault)
+                    return None
                 return fault, k
+
+            def _raw_200(self, fault):
+                if fault == "html":
+                    body, kind = b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"
+                else:
+                    body, kind = json.dumps({"model": "fake-model", "message": {
+                        "role": "assistant", "content": "x" * 40}, "done": True}).encode(), \
+                        "application/json"
+                    body = body[:len(body) // 2]
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def _chat(self, body):
                 if body.get("model") not in fake.models:
