@@ -99,3 +99,18 @@ def test_a_fifo_input_is_refused_not_waited_on(tmp_path, cmd):
     last = res.stderr.strip().splitlines()[-1]
     assert "train_tr.jsonl" in last and "not a regular file" in last
     assert time.perf_counter() - t < 20
+
+
+def test_temp_files_of_a_killed_tune_are_removed_on_the_next_run(tmp_path):
+    from pipeline.study.tune import TuneOptions, tune
+    from tests.test_tune import processed_with_questions
+
+    data = processed_with_questions(tmp_path / "proc")
+    opts = TuneOptions(optimizers=("gd",), budget=2, tune_seeds=1, final_seeds=2, epochs=2, jobs=1)
+    out = tune(data, opts, tmp_path / "t", show_progress=False)
+    left = [out / ".tune_paired.png.k1ll3d.tmp", out / ".tuned.json.x9.tmp"]
+    for p in left:
+        p.write_bytes(b"half a file")
+    tune(data, opts, out, show_progress=False)
+    assert not [p for p in left if p.exists()]
+    assert (out / "tuned.json").exists()

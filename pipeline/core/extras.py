@@ -29,4 +29,5 @@ def require(module: str) -> ModuleType:
         if top not in EXTRAS or (e.name or "").split(".")[0] != top:
             raise
         extra, purpose = EXTRAS[top]
-        raise UserError(f"{purpose} needs the {top} package: pip install 'qa-optim[{extra}]'") from e
+        raise UserError(f"{purpose} needs the {top} package: pip install 'qa-optim[{extra}]' "
+                        f"(from a checkout: pip install '.[{extra}]')") from e
