@@ -4,11 +4,13 @@ layout, and the error type the CLI shows as one line."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from importlib import metadata
 from io import BytesIO, StringIO
@@ -138,57 +140,156 @@ def history_csv(history: dict[str, list[float]]) -> str:
 
 
 # ------------------------------------------------------------------ directories we own
-def is_ours(path: Path) -> bool:
-    """Whether ``path`` is a directory a stage of this project made.
+# Every directory a stage writes carries OWNER_MARKER, whose one line names the kind of
+# output it holds: a stage writes only into a directory that is missing, empty, or ours *and*
+# of its own kind (`qa tune --out <a run dir>` would replace the run's report.md).
+DIR_KINDS = {  # kind -> the command that makes it (for messages)
+    "processed": "qa embed",
+    "run": "qa train",
+    "optimizer": "qa train (one optimizer's folder)",
+    "tune": "qa tune --select val",
+    "tune-select-train": "qa tune --select train",
+    "curve": "qa curve",
+    "fit": "qa fit",
+    "mnist-train": "qa mnist train",
+    "mnist-compare": "qa mnist compare",
+    "mnist-sweep": "qa mnist sweep",
+}
 
-    Directories made before the marker existed are recognised by their own files: a
-    processed dir's meta.json with its key, a run dir's summary.json, an optimizer folder's
-    results.json.
+
+def _json_has(*keys: str):
+    def test(path: Path) -> bool:
+        try:
+            obj = load_json(path)
+        except (OSError, ValueError):
+            return False
+        return isinstance(obj, dict) and all(k in obj for k in keys)
+    return test
+
+
+def _compare_json(path: Path) -> bool:
+    try:
+        obj = load_json(path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(v, dict) and "evaluations_per_update" in v for v in obj.values())
+
+
+def _sweep_csv(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().startswith("lr,depth,layers,batch_size,optimizer,val_acc")
+    except (OSError, ValueError):
+        return False
+
+
+def _selected_by_training(path: Path) -> bool:
+    try:
+        return "training" in str(load_json(path).get("_selection", ""))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+# What each kind holds, for directories made before their marker named a kind (or before
+# there was a marker): (kind, file, test of that file); the first match wins.
+_SIGNATURES = (
+    ("tune-select-train", "tuned.json", _selected_by_training),
+    ("tune", "meta.json", _json_has("key", "protocol")),
+    ("processed", "meta.json", _json_has("key")),
+    ("optimizer", "results.json", _json_has("settings")),
+    ("run", "summary.json", _json_has("results")),
+    ("curve", "curve.json", _json_has("points", "n_test_rows", "embedder")),
+    ("fit", "metrics.json", _json_has("task", "r2_test", "r2_test_noise_free")),
+    ("mnist-train", "metrics.json", _json_has("test_acc", "epoch_times_s", "config")),
+    ("mnist-compare", "compare.json", _compare_json),
+    ("mnist-sweep", "sweep.csv", _sweep_csv),
+)
+
+
+def _kind_from_files(path: Path) -> str | None:
+    for kind, name, test in _SIGNATURES:
+        if (path / name).is_file() and test(path / name):
+            return kind
+    return None
+
+
+def _marker_word(path: Path) -> str | None:
+    """The first line of ``path``'s marker; None without one."""
+    try:
+        with open(path / OWNER_MARKER, encoding="utf-8") as f:
+            return f.readline().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def dir_kind(path: Path) -> str | None:
+    """The kind of output (a key of :data:`DIR_KINDS`) that directory ``path`` holds; None
+    when that is unknown (not ours, or ours from before kinds were recorded, half-written).
+
+    Old markers hold a folder's name or a kind recorded before `--select` was: plain "tune"
+    covered both selection rules, so tuned.json tells them apart.
     """
     path = Path(path)
-    if (path / OWNER_MARKER).is_file():
-        return True
-    for name, key in (("meta.json", "key"), ("results.json", "settings"),
-                      ("summary.json", "results")):
-        try:
-            if key in load_json(path / name):
-                return True
-        except (OSError, ValueError, TypeError):
-            continue
-    return False
+    word = _marker_word(path)
+    if word == "tune" and _selected_by_training(path / "tuned.json"):
+        return "tune-select-train"
+    if word in DIR_KINDS:
+        return word
+    return _kind_from_files(path)
 
 
-def check_replaceable(path: Path, option: str = "--out") -> None:
-    """Refuse to put output into ``path`` unless it is missing, empty, or ours."""
+def is_ours(path: Path) -> bool:
+    """Whether ``path`` is a directory a stage of this project made: it holds our marker, or
+    (made before the marker existed) the files of one of :data:`DIR_KINDS`."""
+    path = Path(path)
+    return (path / OWNER_MARKER).is_file() or _kind_from_files(path) is not None
+
+
+def check_replaceable(path: Path, option: str = "--out", kind: str | None = None) -> None:
+    """Refuse to put output into ``path`` unless it is missing, empty, or ours; with ``kind``,
+    also one of ours that holds another kind of output. The one rule for every stage that
+    writes a directory: call it before any work, then :func:`claim_dir` to write."""
     path = Path(path)
     if not path.exists():
         return
     if not path.is_dir():
         raise UserError(f"{path} exists and is not a directory; choose another {option}")
-    if any(path.iterdir()) and not is_ours(path):
+    if not any(path.iterdir()):
+        return
+    if not is_ours(path):
         raise UserError(f"{path} is not empty and was not made by qa; refusing to write into "
                         f"it (its files would be lost): choose a new or empty {option}")
+    have = dir_kind(path)
+    if kind is not None and have is not None and have != kind:
+        raise UserError(f"{path} was made by {DIR_KINDS.get(have, have)}, not by "
+                        f"{DIR_KINDS.get(kind, kind)}; refusing to write into it (its files "
+                        f"would be replaced): choose another {option}")
 
 
 def claim_dir(path: Path, kind: str, option: str = "--out") -> Path:
-    """Create ``path`` (or accept it, per :func:`check_replaceable`) and mark it as ours."""
+    """Create ``path`` (or accept it, per :func:`check_replaceable`) and mark it as ours, of
+    ``kind``."""
+    assert kind in DIR_KINDS, kind
     path = Path(path)
-    check_replaceable(path, option)
+    check_replaceable(path, option, kind)
     ensure_dir(path)
-    if not (path / OWNER_MARKER).exists():
+    if _marker_word(path) != kind:  # new, or an old marker that named no kind
         atomic_write_text(path / OWNER_MARKER, f"{kind}\n")
     return path
 
 
-def make_temp_dir(parent: Path, name: str) -> Path:
-    """A hidden, marked temp dir in ``parent``, to be moved into place by :func:`replace_dir`."""
+def make_temp_dir(parent: Path, name: str, kind: str | None = None) -> Path:
+    """A hidden, marked temp dir in ``parent``, to be moved into place by :func:`replace_dir`.
+    Without ``kind`` the marker is left blank: :func:`replace_dir` reads the kind off the
+    finished files."""
     ensure_dir(parent)
     try:
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=TEMP_SUFFIX))
         os.chmod(tmp, 0o777 & ~UMASK)
     except OSError as e:
         raise os_error(e, parent / name, "creating a folder in") from e
-    atomic_write_text(tmp / OWNER_MARKER, f"{name}\n")
+    atomic_write_text(tmp / OWNER_MARKER, f"{kind or ''}\n")
     return tmp
 
 
@@ -216,12 +317,16 @@ def recover_dir(final: Path) -> None:
 def replace_dir(tmp_dir: Path, final: Path) -> None:
     """Move a fully written ``tmp_dir`` into place of ``final``.
 
-    ``final`` may be missing, empty, or a directory this project made; anything else is
-    refused, never deleted. Call under the lock that guards ``final``.
+    ``final`` may be missing, empty, or a directory this project made of the same kind as
+    ``tmp_dir``; anything else is refused, never deleted. Call under the lock that guards
+    ``final``.
     """
     final = Path(final)
     recover_dir(final)
-    check_replaceable(final)
+    kind = dir_kind(tmp_dir)
+    check_replaceable(final, kind=kind)
+    if kind is not None and _marker_word(tmp_dir) != kind:  # made without one: now it has
+        atomic_write_text(Path(tmp_dir) / OWNER_MARKER, f"{kind}\n")
     if final.exists():
         old = _old_of(final)
         os.replace(final, old)
@@ -255,6 +360,108 @@ def remove_stale_temps(parent: Path, name: str | None = None) -> int:
     if n:
         log.info("removed %d temp file(s) left in %s by an interrupted run", n, parent)
     return n
+
+
+# ----------------------------------------------------------------------- files we own
+# A stage that writes files among the user's own (`qa curate` beside its --out) records each
+# file it wrote, with the checksum of what it wrote, in OWNED_FILES in that directory. A file
+# is ours while it is listed there with its current checksum: a file we never wrote, or one
+# edited since, is never overwritten.
+OWNED_FILES = ".qa-files.json"
+
+
+def _owned(directory: Path) -> dict[str, dict]:
+    try:
+        files = load_json(Path(directory) / OWNED_FILES).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+def is_our_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file a stage wrote and nobody changed since."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    entry = _owned(path.parent).get(path.name)
+    sums = entry.get("sha256", []) if isinstance(entry, dict) else []
+    return bool(sums) and sha256_file(path) in sums
+
+
+def check_file_replaceable(path: Path, option: str = "--out") -> None:
+    """Refuse to write ``path`` unless it is missing or :func:`is_our_file`."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; choose another {option}")
+    if not is_our_file(path):
+        raise UserError(f"{path} exists and was not written by qa (or was changed since); "
+                        f"refusing to overwrite it: move it away or choose another {option}")
+
+
+class _DirLock:
+    """An flock on a directory itself: one update of its OWNED_FILES at a time."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def __enter__(self) -> None:
+        try:
+            self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise os_error(e, self.directory, "writing into") from e
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # drops the flock
+
+
+def _record(directory: Path, name: str, by: str, sums: list[str]) -> None:
+    files = _owned(directory)
+    files[name] = {"by": by, "sha256": sums}
+    files = {n: e for n, e in files.items() if (Path(directory) / n).is_file() or n == name}
+    atomic_write_json(Path(directory) / OWNED_FILES, {"files": files})
+
+
+def write_owned_text(path: Path, text: str, by: str, option: str = "--out") -> None:
+    """Write ``path`` atomically, as ``by`` (a command), and record it as ours.
+
+    Refuses a file that is not ours (:func:`check_file_replaceable`). Both the old and the new
+    checksum are recorded while the file is replaced, so a kill at any point leaves a file
+    that is still recognised as ours.
+    """
+    path = Path(path)
+    data = text.encode("utf-8")
+    ensure_dir(path.parent)
+    with _DirLock(path.parent):
+        check_file_replaceable(path, option)
+        new = hashlib.sha256(data).hexdigest()
+        old = [sha256_file(path)] if path.is_file() else []
+        _record(path.parent, path.name, by, [new, *old])
+        atomic_write_bytes(path, data)
+        _record(path.parent, path.name, by, [new])
+
+
+def adopt_file(path: Path, by: str) -> None:
+    """Record ``path`` as ours as it is now, unless OWNED_FILES knows it already (as ours, or
+    as changed since): for files a stage wrote before it recorded them, which the stage
+    recognises by their content."""
+    path = Path(path)
+    if path.is_file() and not path.is_symlink():
+        with _DirLock(path.parent):
+            if path.name not in _owned(path.parent):
+                _record(path.parent, path.name, by, [sha256_file(path)])
+
+
+def check_no_clash(paths: dict[str, Path], fix: str) -> None:
+    """Refuse two roles (e.g. "--input", "the data card") that name one file."""
+    seen: dict[Path, str] = {}
+    for role, p in paths.items():
+        real = Path(p).resolve()
+        if real in seen:
+            raise UserError(f"{p} would be both {seen[real]} and {role}; {fix}")
+        seen[real] = role
 
 
 def load_json(path: Path):
@@ -343,28 +550,103 @@ def read_latest(parent: Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------- JSONL journals
-def read_jsonl(path: Path, fix: str) -> list[dict]:
-    """The records of a JSONL journal. A torn last line (a kill mid-append) is cut off and
-    said; any other line that is not a JSON object is an error naming its line number."""
+def check_journal_path(path: Path) -> None:
+    """Refuse a journal that is a symbolic link (cutting its torn line, or appending, would
+    change the link's target, which may be anything) or not a regular file (a FIFO would
+    block)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise read_error(e, Path(path), "a journal", "choose another --out") from None
+    if stat.S_ISLNK(mode):
+        raise UserError(f"{path} is a symbolic link; a journal is never read or written through "
+                        "a link (its target could be cut): replace the link by a copy of the "
+                        "file, or choose another --out")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file; a journal must be one: move it away or "
+                        "choose another --out")
+
+
+def read_jsonl_numbered(path: Path, fix: str) -> list[tuple[int, dict]]:
+    """(line number, record) for every record of a JSONL journal; blank lines are skipped.
+
+    The one reader of every journal (trials, generate, judge). A kill mid-append leaves a
+    torn last line without a newline. It is cut off (and said) only once every whole line has
+    been read as a record, and only when it starts a record or follows one, so that a file
+    that is not a journal is refused, never shortened. A last line that is a whole record only
+    gets its newline; any other line that is not a JSON object is an error naming its number.
+    Links and special files are refused (:func:`check_journal_path`).
+    """
     path = Path(path)
-    if not path.exists():
+    check_journal_path(path)
+    try:
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+            data, ino = f.read(), os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
         return []
-    data = path.read_bytes()
+    except OSError as e:
+        raise read_error(e, path, "a journal", fix) from None
     end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(end)
-        log.warning("%s: removed a torn last line left by an interrupted run", path)
+    lines, tail = data[:end].split(b"\n")[:-1], data[end:]
     out = []
-    for no, raw in enumerate(data[:end].split(b"\n")[:-1], 1):
+    for no, raw in enumerate([*lines, tail], 1):
+        if not raw.strip():
+            continue
         try:
             rec = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             rec = None
-        if not isinstance(rec, dict):
+        if isinstance(rec, dict):
+            out.append((no, rec))
+        elif no > len(lines) and (out or raw.lstrip().startswith(b"{")):  # torn mid-append
+            _mend_tail(path, ino, end)
+            log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run; "
+                        "its entry is made again", path, len(tail))
+            return out
+        else:
             raise UserError(f"{path} line {no} is not a JSON record; {fix}")
-        out.append(rec)
+    if tail:  # a whole last record (or blanks) without a newline: the next append needs one
+        _mend_tail(path, ino, None)
     return out
+
+
+def _mend_tail(path: Path, ino: int, cut_at: int | None) -> None:
+    """Cut the journal ``path`` (the file ``ino`` that was read) to ``cut_at`` bytes, or with
+    None end it with a newline; flushed and fsynced."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | (os.O_APPEND if cut_at is None else 0))
+    except OSError as e:
+        raise os_error(e, path, "repairing the last line of") from e
+    with open(fd, "wb") as f:
+        if os.fstat(fd).st_ino != ino:
+            raise UserError(f"{path} was replaced while it was read; rerun")
+        if cut_at is None:
+            f.write(b"\n")
+        else:
+            f.truncate(cut_at)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path, fix: str) -> list[dict]:
+    """The records of a JSONL journal (:func:`read_jsonl_numbered`)."""
+    return [rec for _, rec in read_jsonl_numbered(path, fix)]
+
+
+def open_journal(path: Path):
+    """``path`` opened for appending bytes, never through a symbolic link."""
+    path = Path(path)
+    check_journal_path(path)
+    try:
+        ensure_dir(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # made a link since the check
+            check_journal_path(path)
+        raise os_error(e, path, "opening") from e
+    return os.fdopen(fd, "ab")
 
 
 def append_jsonl(path: Path, records: list[dict]) -> None:
@@ -372,11 +654,29 @@ def append_jsonl(path: Path, records: list[dict]) -> None:
     if not records:
         return
     blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-    try:
-        ensure_dir(Path(path).parent)
-        with open(path, "ab") as f:
+    with open_journal(path) as f:
+        try:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+        except OSError as e:
+            raise os_error(e, Path(path)) from e
+
+
+# ------------------------------------------------------------------------------ inputs
+def check_regular_input(path: Path, what: str, fix: str = "pass a regular file") -> Path:
+    """``path`` if it is a regular file (a link to one is fine: inputs are only read); a FIFO,
+    socket, device or directory is refused before it is opened, since reading a FIFO blocks
+    forever."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist; {fix}") from None
     except OSError as e:
-        raise os_error(e, Path(path)) from e
+        raise read_error(e, path, what, fix) from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{what} {path} is a directory; {fix}")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what} {path} is not a regular file (a FIFO, socket or device); {fix}")
+    return path

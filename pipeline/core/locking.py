@@ -22,9 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def lock_path_for(target: Path) -> Path:
-    """The lock file of a file or directory: a hidden sibling, ``.<name>.lock``."""
-    target = Path(target)
-    return target.with_name(f".{target.name}.lock")
+    """The lock file of a file or directory: a hidden sibling, ``.<name>.lock``, of the real
+    path, so that every alias (a symbolic link to it, or to a folder above it) takes one lock."""
+    real = Path(target).resolve()
+    if not real.name:
+        raise UserError(f"{target} is the root directory; choose another --out")
+    return real.with_name(f".{real.name}.lock")
 
 
 def _owner_of(fd: int) -> str:

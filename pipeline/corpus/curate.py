@@ -28,7 +28,15 @@ import numpy as np
 
 from pipeline.core import config
 from pipeline.core.errors import UserError
-from pipeline.core.files import append_jsonl, atomic_write_text, read_jsonl
+from pipeline.core.files import (
+    adopt_file,
+    append_jsonl,
+    check_file_replaceable,
+    check_journal_path,
+    check_no_clash,
+    read_jsonl,
+    write_owned_text,
+)
 from pipeline.corpus.embed import EmbedOptions, embed_pairs, resolve_prompts
 from pipeline.corpus.pairs import read_pairs
 from pipeline.corpus.text import normalise_question, parse_item
@@ -75,6 +83,27 @@ def side_paths(out: Path) -> tuple[Path, Path, Path]:
     out = Path(out)
     return (out.with_name(out.stem + ".rejected.csv"), out.with_suffix(".md"),
             out.with_name(out.stem + ".judge.jsonl"))
+
+
+def check_outputs(opts: CurateOptions) -> None:
+    """Before any work: the input, --out and its side files are four different files, and
+    the three we write are missing or ours (written by an earlier `qa curate`)."""
+    out = Path(opts.out)
+    rejected, card, journal = side_paths(out)
+    check_no_clash({"--input": Path(opts.input), "--out": out, "the rejected rows": rejected,
+                    "the data card": card, "the judge journal": journal},
+                   "choose another --out (a name ending in .csv)")
+    check_journal_path(journal)
+    try:  # written before qa recorded its files: known by the data card it wrote for --out
+        first, text = card.read_text(encoding="utf-8").partition("\n")[::2] \
+            if card.is_file() else ("", "")
+        legacy = first == f"# Dataset card: {out.name}" and "by `qa curate`" in text
+    except (OSError, UnicodeDecodeError):
+        legacy = False
+    for path in (out, rejected, card):
+        if legacy:
+            adopt_file(path, "qa curate")
+        check_file_replaceable(path)
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -169,6 +198,7 @@ def curate(opts: CurateOptions) -> tuple[Path, str]:
     if not Path(opts.input).exists():
         raise UserError(f"input {opts.input} does not exist; run `qa generate` first or pass "
                         "--input CSV")
+    check_outputs(opts)
     df = read_pairs(Path(opts.input))
     order = list(dict.fromkeys(df["question"]))
     correct = df[df["label"] == 1].drop_duplicates("question").set_index("question")["answer"]
@@ -195,9 +225,9 @@ def curate(opts: CurateOptions) -> tuple[Path, str]:
     assert len(kept) + len(rejected) == len(df)  # nothing lost, nothing made up
     out = Path(opts.out)
     rejected_csv, card, _ = side_paths(out)
-    atomic_write_text(out, kept.to_csv(index=False))
-    atomic_write_text(rejected_csv, rejected.to_csv(index=False))
-    atomic_write_text(card, data_card(opts, df, kept, rejected, reason, verdicts))
+    write_owned_text(out, kept.to_csv(index=False), "qa curate")
+    write_owned_text(rejected_csv, rejected.to_csv(index=False), "qa curate")
+    write_owned_text(card, data_card(opts, df, kept, rejected, reason, verdicts), "qa curate")
     kinds = Counter(r[0] for r in reason.values())
     summary = (f"kept {kept['question'].nunique()} of {len(order)} questions ({len(kept)} rows); "
                f"dropped {kinds['duplicate']} as near-duplicates, {kinds['judge']} by the judge")

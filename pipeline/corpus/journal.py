@@ -9,7 +9,13 @@ import os
 import threading
 from pathlib import Path
 
-from pipeline.core.files import UserError, atomic_write_text, os_error
+from pipeline.core.files import (
+    UserError,
+    atomic_write_text,
+    open_journal,
+    os_error,
+    read_jsonl_numbered,
+)
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +23,12 @@ log = logging.getLogger(__name__)
 class Journal:
     """Append-only JSONL of accepted items; every line is flushed and fsynced.
 
-    Read as bytes, line by line: a crash (or a full disk) mid-append leaves a torn last line,
-    which is cut off on open (and said), so the next append starts on a fresh line and no cut,
-    not even one inside a multi-byte character, can block a resume. Any other malformed line
-    is an error naming its line number.
+    Read by the journals' one reader (:func:`pipeline.core.files.read_jsonl_numbered`): a
+    crash (or a full disk) mid-append leaves a torn last line, which is cut off on open (and
+    said), so the next append starts on a fresh line and no cut, not even one inside a
+    multi-byte character, can block a resume; its question is simply asked again. A journal
+    that is a symbolic link is refused (a cut would land in the link's target). Any other
+    malformed line is an error naming its line number.
     """
 
     FIELDS = ("slot", "question", "correct_answer", "incorrect_answer", "topic")
@@ -30,34 +38,12 @@ class Journal:
         self.items: list[dict] = []
         self.lock = threading.Lock()
         self.frozen = False
-        if path.exists():
-            self._load()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(path, "ab")  # noqa: SIM115 - held open for appends
-        except OSError as e:
-            raise os_error(e, path, "opening") from e
+        self._load()
+        self._f = open_journal(path)
 
     def _load(self) -> None:
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a torn last line: its question is simply asked again
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-                f.flush()
-                os.fsync(f.fileno())
-            log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run; "
-                        "its question will be asked again", self.path, len(data) - end)
         fix = "delete that line (its question is asked again) and rerun"
-        for no, raw in enumerate(data[:end].split(b"\n")[:-1], 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                raise UserError(f"{self.path} line {no} is not a JSON record; {fix}") from None
-            if not isinstance(rec, dict):
-                raise UserError(f"{self.path} line {no} is not a JSON object; {fix}")
+        for no, rec in read_jsonl_numbered(self.path, fix):
             missing = [k for k in self.FIELDS if k not in rec]
             if missing:
                 raise UserError(f"{self.path} line {no} lacks the field {missing[0]!r}; {fix}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import atomic_write_json, atomic_write_text
+from pipeline.core.files import atomic_write_json, atomic_write_text, check_replaceable, claim_dir
 from pipeline.core.plotting import save_png
 from pipeline.mlp.mnist import MnistConfig, fit, resolve_data, standardise
 
@@ -48,6 +48,7 @@ def compare_command(base: MnistConfig, optimizers: list[str], lrs: dict[str, flo
     unknown = [n for n in lrs if n not in optimizers]
     if unknown:
         raise UserError(f"--lr {unknown[0]}=... names an optimizer not in --optimizers")
+    check_replaceable(Path(out), kind="mnist-compare")  # before training
     data = resolve_data(data_dir, download, show_progress)
     results, curves = {}, {}
     for name in dict.fromkeys(optimizers):
@@ -67,7 +68,7 @@ def compare_command(base: MnistConfig, optimizers: list[str], lrs: dict[str, flo
                                  time.perf_counter() - t0)
         curves[name] = {**{k: list(v) for k, v in res.history.items()},
                         "steps": [s for e in sorted(steps.by_epoch) for s in steps.by_epoch[e]]}
-    out = Path(out)
+    out = claim_dir(Path(out), "mnist-compare")
     atomic_write_json(out / "compare.json", results)
     atomic_write_text(out / "compare.csv", _csv(curves, results))
     _figures(out, curves)

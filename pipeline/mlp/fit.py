@@ -19,7 +19,13 @@ from models.optimizers import make_optimizer
 from models.training import DivergenceError, TrainConfig, train
 from pipeline.core import config
 from pipeline.core.errors import check_at_least, check_positive
-from pipeline.core.files import UserError, atomic_write_json, package_versions
+from pipeline.core.files import (
+    UserError,
+    atomic_write_json,
+    check_replaceable,
+    claim_dir,
+    package_versions,
+)
 from pipeline.core.plotting import save_png
 
 
@@ -96,6 +102,7 @@ def run_fit(cfg: FitConfig, out: Path | None = None) -> tuple[dict, Path]:
     the out dir defaulting to ``output/fit/<task>``."""
     cfg.validate()
     out = Path(out) if out is not None else config.FIT_OUT / cfg.task
+    check_replaceable(out, kind="fit")  # before training: never write into a user's dir
     task = TASKS[cfg.task]
     noise = task.noise if cfg.noise is None else cfg.noise
     rng = np.random.default_rng(cfg.seed)
@@ -132,6 +139,7 @@ def run_fit(cfg: FitConfig, out: Path | None = None) -> tuple[dict, Path]:
         "train_time_s": res.wall_time_s, "config": {**asdict(cfg), "activation": act},
         "versions": package_versions(),
     }
+    claim_dir(out, "fit")
     atomic_write_json(out / "metrics.json", metrics)
     _figures(out, cfg, task, res.history, predict, Xt, yt, metrics)
     return metrics, out

@@ -29,6 +29,8 @@ from pipeline.core.files import (
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
+    check_replaceable,
+    claim_dir,
     history_csv,
     package_versions,
 )
@@ -272,8 +274,9 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
                   show_progress: bool = True) -> dict:
     """`qa mnist train`: fit, evaluate on test once, write every artefact into ``out``."""
     cfg.validate()
-    data = resolve_data(data_dir, download, show_progress)
     out = Path(out)
+    check_replaceable(out, kind="mnist-train")  # before training: never write into a user's dir
+    data = resolve_data(data_dir, download, show_progress)
     t0 = time.perf_counter()
     model, res, notes, stats = fit(cfg, data, show_progress)
     _, _, Xt_raw, yt = data
@@ -291,6 +294,7 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
         "config": asdict(cfg), "warnings": notes, "versions": package_versions(),
         "blas_threads": os.environ.get("OMP_NUM_THREADS"),
     }
+    claim_dir(out, "mnist-train")
     atomic_write_text(out / "history.csv", history_csv(h))
     save_weights(out / "weights.npz", model, cfg, stats)
     atomic_write_json(out / "metrics.json", metrics)
@@ -340,6 +344,7 @@ def sweep_command(base: MnistConfig, grid: SweepGrid, data_dir: Path | None, out
 
     if base.val_size == 0:
         raise UserError("the sweep ranks settings by validation accuracy: --val-size must be > 0")
+    check_replaceable(Path(out), kind="mnist-sweep")  # before training
     X, y, Xt, yt = resolve_data(data_dir, download, show_progress)
     if subset is not None:
         if subset < 2:
@@ -365,7 +370,7 @@ def sweep_command(base: MnistConfig, grid: SweepGrid, data_dir: Path | None, out
         for r in tqdm(pool.map(_sweep_one, tasks), total=len(tasks), desc="sweep",
                       disable=not show_progress):
             rows.append(r)
-    out = Path(out)
+    out = claim_dir(Path(out), "mnist-sweep")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()

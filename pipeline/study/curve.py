@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.core import config
 from pipeline.core.errors import UserError, check_at_least
-from pipeline.core.files import atomic_write_json, atomic_write_text
+from pipeline.core.files import atomic_write_json, atomic_write_text, check_replaceable, claim_dir
 from pipeline.core.plotting import save_png
 from pipeline.corpus.embed import EmbedOptions, build_features, embed_pairs, model_slug, resolve_prompts
 from pipeline.corpus.pairs import bound_texts, grouped_split, read_pairs, resolve_input
@@ -142,6 +142,9 @@ def curve(input_csv: Path | None, opts: CurveOptions, out: Path | None = None,
 
     opts.validate()
     src = resolve_input(input_csv)
+    out_dir = Path(out) if out is not None else \
+        config.CURVE_DIR / f"{src.stem}-{model_slug(opts.embed.embedder)}"
+    check_replaceable(out_dir, kind="curve")  # before any work: never write into a user's dir
     df = bound_texts(read_pairs(src), src)
     questions = df["question"].to_numpy()
     qp, pp = resolve_prompts(opts.embed)
@@ -169,8 +172,6 @@ def curve(input_csv: Path | None, opts: CurveOptions, out: Path | None = None,
         bar.close()
         if pool:
             pool.shutdown(cancel_futures=True)
-    out_dir = Path(out) if out is not None else \
-        config.CURVE_DIR / f"{src.stem}-{model_slug(opts.embed.embedder)}"
     return _write(out_dir, src, rows, sizes, len(train_q), len(test), opts)
 
 
@@ -179,6 +180,7 @@ def _write(out_dir: Path, src: Path, rows: list[dict], sizes, n_train_q: int, n_
     import pandas as pd
 
     df = pd.DataFrame(rows)
+    claim_dir(out_dir, "curve")
     atomic_write_text(out_dir / "curve.csv", df.to_csv(index=False))
     summary = (df.groupby(["features", "method", "size"])["test_acc"]
                .agg(["median", "min", "max", "count"]).reset_index())

@@ -254,7 +254,7 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
     suffix = "" if opts.select == "val" else f"-select-{opts.select}"  # one report per rule
     out_dir = Path(out) if out is not None else config.TUNE_DIR / (data_dir.resolve().name + suffix)
     with FileLock(lock_path_for(out_dir), f"tune dir {out_dir}", command="qa tune"):
-        claim_dir(out_dir, "tune")
+        claim_dir(out_dir, "tune" if opts.select == "val" else f"tune-select-{opts.select}")
         _check_same_protocol(out_dir, opts, data_fingerprint(ds), data_dir)
         val = validation_mask(ds, opts.val_fraction)
         arrays = {"X_fit": ds.X_train[~val], "y_fit": ds.y_train[~val],

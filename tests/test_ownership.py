@@ -1,0 +1,302 @@
+"""Nothing of the user's is overwritten (issue 22, items 1-4): files and directories a stage
+writes are recognised as ours, and of which kind; everything else is refused in one line and
+left as it was. Journals are never cut through a symbolic link, and a tune dir's lock is the
+lock of the resolved dir, whatever alias names it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from pipeline.core.files import UserError
+from pipeline.core.locking import FileLock, lock_path_for
+from tests.conftest import SHARED_MNIST
+
+SMALL_TUNE = ["-o", "gd", "--budget", "2", "--tune-seeds", "1", "--final-seeds", "2",
+              "--epochs", "2", "--jobs", "1"]
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    """Every file below ``path`` (hidden ones too) with its bytes."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(Path(path).rglob("*"))
+            if p.is_file()}
+
+
+def _one_line(res) -> str:
+    """The refusal: exit code != 0, no traceback, no internal error; its last line."""
+    assert res.exit_code != 0, res.output
+    assert "Traceback" not in res.output and "internal error" not in res.output, res.output
+    return res.output.strip().splitlines()[-1]
+
+
+def _pairs(path: Path, n_q: int = 6) -> Path:
+    pd.DataFrame({"question": [f"Soru {i}: hangi şehir daha eskidir?" for i in range(n_q)
+                               for _ in (0, 1)],
+                  "answer": [f"{w} cevap {i}." for i in range(n_q) for w in ("Doğru", "Yanlış")],
+                  "label": [1, -1] * n_q}).to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------ 1. qa curate's three files
+@pytest.fixture
+def user_dir(tmp_path) -> Path:
+    u = tmp_path / "u"
+    u.mkdir()
+    return u
+
+
+def test_curate_refuses_a_user_file_beside_out(runner, tmp_path, user_dir):
+    """--out u/README.csv put its data card over the user's u/README.md."""
+    src = _pairs(tmp_path / "gen.csv")
+    (user_dir / "README.md").write_text("# my project\n")
+    before = _tree(user_dir)
+    res = runner.invoke(main, ["-q", "curate", "--input", str(src), "--out",
+                               str(user_dir / "README.csv")])
+    last = _one_line(res)
+    assert "README.md" in last and "not written by qa" in last
+    assert _tree(user_dir) == before  # not even the CSV: refused before any work
+
+
+def test_curate_refuses_an_out_it_did_not_write(runner, tmp_path, user_dir):
+    src = _pairs(tmp_path / "gen.csv")
+    (user_dir / "mine.csv").write_text("a,b\n1,2\n")
+    before = _tree(user_dir)
+    last = _one_line(runner.invoke(main, ["-q", "curate", "--input", str(src), "--out",
+                                          str(user_dir / "mine.csv")]))
+    assert "mine.csv" in last and "not written by qa" in last
+    assert _tree(user_dir) == before
+
+
+def test_curate_refuses_an_input_that_is_one_of_its_side_files(runner, user_dir):
+    """--input u/notes.rejected.csv --out u/notes.csv wrote its rejects over its own input."""
+    src = _pairs(user_dir / "notes.rejected.csv")
+    before = _tree(user_dir)
+    last = _one_line(runner.invoke(main, ["-q", "curate", "--input", str(src), "--out",
+                                          str(user_dir / "notes.csv")]))
+    assert "notes.rejected.csv" in last and "--input" in last and "rejected rows" in last
+    assert _tree(user_dir) == before
+
+
+def test_curate_refuses_an_out_that_is_its_own_card(runner, tmp_path, user_dir):
+    """--out u/cur.md wrote the CSV, then the data card over it."""
+    src = _pairs(tmp_path / "gen.csv")
+    last = _one_line(runner.invoke(main, ["-q", "curate", "--input", str(src), "--out",
+                                          str(user_dir / "cur.md")]))
+    assert "cur.md" in last and "data card" in last
+    assert list(user_dir.iterdir()) == []
+
+
+def test_curate_reruns_over_its_own_files_but_not_over_an_edited_one(runner, tmp_path,
+                                                                    user_dir):
+    from pipeline.core.files import OWNED_FILES
+
+    src = _pairs(tmp_path / "gen.csv")
+    args = ["-q", "curate", "--input", str(src), "--out", str(user_dir / "cur.csv")]
+    assert runner.invoke(main, args).exit_code == 0
+    assert {"cur.csv", "cur.md", "cur.rejected.csv", OWNED_FILES} <= {
+        p.name for p in user_dir.iterdir()}
+    res = runner.invoke(main, args)  # a rerun replaces what it wrote
+    assert res.exit_code == 0, res.output
+    (user_dir / OWNED_FILES).unlink()  # as a qa curate older than the registry left them
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output  # recognised by their data card
+    (user_dir / "cur.md").write_text((user_dir / "cur.md").read_text() + "\nMy notes.\n")
+    before = _tree(user_dir)
+    last = _one_line(runner.invoke(main, args))  # edited since: the user's now
+    assert "cur.md" in last and "changed since" in last
+    assert _tree(user_dir) == before
+
+
+# --------------------------------------------------- 2. every stage that writes a directory
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture(scope="module")
+def mnist_tiny(tmp_path_factory) -> Path:
+    """300 training and 100 test digits cut from the real test set."""
+    from pipeline.mlp.data import read_idx
+
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("../shared/data/mnist is not available")
+    imgs = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz", 3)
+    labels = read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz", 1)
+    d = tmp_path_factory.mktemp("mnist")
+    _write_idx(d / "train-images-idx3-ubyte.gz", imgs[:300])
+    _write_idx(d / "train-labels-idx1-ubyte.gz", labels[:300])
+    _write_idx(d / "t10k-images-idx3-ubyte.gz", imgs[9900:])
+    _write_idx(d / "t10k-labels-idx1-ubyte.gz", labels[9900:])
+    return d
+
+
+MNIST_SMALL = ["--layers", "8", "--epochs", "1", "--batch-size", "64", "--val-size", "50"]
+COMMANDS = {  # each command's arguments, bar --out; "{mnist}", "{data}", "{csv}" filled in
+    "curve": ["curve", "--model", "bundled", "--sizes", "5", "--seeds", "1", "--epochs", "1",
+              "--jobs", "1", "--features", "concat", "--input", "{csv}"],
+    "fit": ["fit", "cubic", "--epochs", "1", "--n-train", "50"],
+    "mnist train": ["mnist", "train", "--data-dir", "{mnist}", *MNIST_SMALL],
+    "mnist compare": ["mnist", "compare", "--optimizers", "sgd", "--data-dir", "{mnist}",
+                      *MNIST_SMALL],
+    "mnist sweep": ["mnist", "sweep", "--lrs", "0.1", "--depths", "1", "--batch-sizes", "64",
+                    "--width", "8", "--jobs", "1", "--epochs", "1", "--val-size", "50",
+                    "--data-dir", "{mnist}"],
+    "embed": ["embed", "--model", "bundled", "--input", "{csv}"],
+    "train": ["train", "--data", "{data}", "-o", "gd", "--seeds", "1", "--epochs", "1"],
+    "tune": ["tune", "--data", "{data}", *SMALL_TUNE],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_stage_refuses_a_user_dir(command, runner, tmp_path, processed, request):
+    """A user's dir with a file in it: refused in one line, the file untouched."""
+    mnist = request.getfixturevalue("mnist_tiny") if command.startswith("mnist") else ""
+    csv = _pairs(tmp_path / "pairs.csv", n_q=20)
+    args = [a.format(mnist=mnist, data=processed, csv=csv) for a in COMMANDS[command]]
+    mine = Path("mine")
+    mine.mkdir()
+    for name in ("report.md", "metrics.json", "curve.csv"):
+        (mine / name).write_text(f"the user's {name}\n")
+    before = _tree(mine)
+    last = _one_line(runner.invoke(main, ["-q", *args, "--out", str(mine)]))
+    assert "not made by qa" in last and "mine" in last
+    assert _tree(mine) == before
+
+
+def test_tune_refuses_a_run_dir(runner, processed):
+    """`qa tune --out <a run dir>` overwrote the run's report.md."""
+    assert runner.invoke(main, ["-q", "train", "--data", str(processed), "-o", "gd", "--seeds",
+                                "1", "--epochs", "1", "--out", "run"]).exit_code == 0
+    Path("run", "report.md").write_text("the run's report\n")
+    before = _tree(Path("run"))
+    last = _one_line(runner.invoke(main, ["-q", "tune", "--data", str(processed), *SMALL_TUNE,
+                                          "--out", "run"]))
+    assert "run" in last and "qa train" in last and "qa tune" in last
+    assert _tree(Path("run")) == before
+
+
+def test_tune_select_train_refuses_a_select_val_dir(runner, processed):
+    """`qa tune --select train` on a `--select val` dir silently replaced its tuned.json."""
+    base = ["-q", "tune", "--data", str(processed), *SMALL_TUNE, "--out", "t"]
+    assert runner.invoke(main, base).exit_code == 0
+    before = _tree(Path("t"))
+    last = _one_line(runner.invoke(main, [*base, "--select", "train"]))
+    assert "--select train" in last and "--select val" in last
+    assert _tree(Path("t")) == before
+    assert runner.invoke(main, base).exit_code == 0  # its own kind still reruns
+
+
+def test_a_dir_knows_which_stage_made_it_and_old_markers_stay_readable(tmp_path):
+    from pipeline.core.files import OWNER_MARKER, claim_dir, dir_kind, is_ours
+
+    curve = claim_dir(tmp_path / "c", "curve")
+    with pytest.raises(UserError, match=r"made by qa curve.*choose another --out"):
+        claim_dir(curve, "fit")
+    assert claim_dir(curve, "curve") == curve
+    # markers from before kinds were recorded: "tune" (either --select), a folder's name
+    old = tmp_path / "old-tune"
+    old.mkdir()
+    (old / OWNER_MARKER).write_text("tune\n")
+    (old / "tuned.json").write_text(json.dumps({"_selection": "lowest median final training "
+                                                              "loss over the tuning seeds"}))
+    assert dir_kind(old) == "tune-select-train"
+    folder = tmp_path / "adam"
+    folder.mkdir()
+    (folder / OWNER_MARKER).write_text("adam\n")
+    (folder / "results.json").write_text(json.dumps({"key": "k", "settings": {}}))
+    assert dir_kind(folder) == "optimizer"
+    unknown = tmp_path / "half"
+    unknown.mkdir()
+    (unknown / OWNER_MARKER).write_text("half\n")
+    (unknown / "x.bin").write_bytes(b"\0")
+    assert is_ours(unknown) and dir_kind(unknown) is None
+    claim_dir(unknown, "fit")  # ours, of no known kind: any stage may take it
+    assert dir_kind(unknown) == "fit"
+    # outputs of stages that wrote no marker at all, recognised by their own files
+    legacy = tmp_path / "fit-old"
+    legacy.mkdir()
+    (legacy / "metrics.json").write_text(json.dumps({"task": "cubic", "r2_test": 0.9,
+                                                     "r2_test_noise_free": 0.9, "config": {}}))
+    assert dir_kind(legacy) == "fit"
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "metrics.json").write_text(json.dumps({"test_acc": 0.5}))
+    assert not is_ours(user)
+
+
+# --------------------------------------------------------------- 3. journals and symlinks
+def _torn(path: Path) -> bytes:
+    data = (json.dumps({"question": "q", "answer": "a", "correct": True, "reason": ""})
+            + "\n" + '{"question": "q2", "ans').encode()
+    path.write_bytes(data)
+    return data
+
+
+def test_a_symlinked_trials_journal_is_refused_and_its_target_kept(runner, tmp_path,
+                                                                  processed):
+    from pipeline.core.files import OWNER_MARKER
+
+    target = tmp_path / "elsewhere.jsonl"
+    data = _torn(target)
+    t = Path("t")
+    t.mkdir()
+    (t / OWNER_MARKER).write_text("tune\n")
+    (t / "trials.jsonl").symlink_to(target)
+    last = _one_line(runner.invoke(main, ["-q", "tune", "--data", str(processed), *SMALL_TUNE,
+                                          "--out", "t"]))
+    assert "trials.jsonl" in last and "symbolic link" in last
+    assert target.read_bytes() == data
+
+
+def test_the_shared_journal_reader_never_cuts_through_a_link(tmp_path):
+    from pipeline.core.files import append_jsonl, read_jsonl
+    from pipeline.corpus.journal import Journal
+
+    target = tmp_path / "target.jsonl"
+    data = _torn(target)
+    for name in ("judge.jsonl", "generated.jsonl"):
+        (tmp_path / name).symlink_to(target)
+    with pytest.raises(UserError, match="judge.jsonl is a symbolic link"):
+        read_jsonl(tmp_path / "judge.jsonl", "fix")
+    with pytest.raises(UserError, match="judge.jsonl is a symbolic link"):
+        append_jsonl(tmp_path / "judge.jsonl", [{"x": 1}])
+    with pytest.raises(UserError, match="generated.jsonl is a symbolic link"):
+        Journal(tmp_path / "generated.jsonl")
+    assert target.read_bytes() == data
+
+
+def test_a_file_that_is_not_a_journal_is_never_cut(tmp_path):
+    """Only the torn tail of a JSON record is cut: a user's text is refused, not shortened."""
+    from pipeline.core.files import read_jsonl
+
+    notes = tmp_path / "notes.jsonl"
+    notes.write_bytes(b"my notes, no newline at the end")
+    with pytest.raises(UserError, match="notes.jsonl line 1 is not a JSON record"):
+        read_jsonl(notes, "fix")
+    assert notes.read_bytes() == b"my notes, no newline at the end"
+    whole = tmp_path / "whole.jsonl"
+    whole.write_bytes(b'{"a": 1}\n{"a": 2}')  # the last record whole, just no newline
+    assert read_jsonl(whole, "fix") == [{"a": 1}, {"a": 2}]
+    assert whole.read_bytes() == b'{"a": 1}\n{"a": 2}\n'
+
+
+# ------------------------------------------------------------------ 4. lock the real dir
+def test_a_symlinked_alias_of_a_tune_dir_shares_its_lock(runner, tmp_path, processed):
+    real = tmp_path / "tune-real"
+    real.mkdir()
+    alias = tmp_path / "alias"
+    alias.symlink_to(real, target_is_directory=True)
+    assert lock_path_for(alias) == lock_path_for(real)
+    with FileLock(lock_path_for(real), f"tune dir {real}", command="qa tune"):
+        last = _one_line(runner.invoke(main, ["-q", "tune", "--data", str(processed),
+                                              *SMALL_TUNE, "--out", str(alias)]))
+    assert "in use by qa tune" in last and f"pid {os.getpid()}" in last
+    assert list(real.iterdir()) == []
