@@ -11,10 +11,15 @@ except those named in ``no_decay`` (the MLP sets its biases there, see ``MLP.no_
 
 The update rules follow ``torch.optim`` exactly: the same hyperparameters give the same
 update as the PyTorch class of that name (tests/test_optimizers.py checks it over 100 steps).
+
+Optimizers are chosen by name through one registry, :data:`OPTIMIZERS` (the CLI's choices and
+help read it too): a new optimizer is one subclass and one ``@register_optimizer("name")`` line.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 from collections.abc import Callable
 
@@ -84,6 +89,82 @@ class Optimizer:
         raise NotImplementedError
 
 
+# ------------------------------------------------------------------------------ registry
+OPTIMIZERS: dict[str, type[Optimizer]] = {}  # name (lower case) -> class; filled by the decorator
+# Names that build a registered optimizer with other defaults: name -> (registry name, defaults)
+OPTIMIZER_ALIASES: dict[str, tuple[str, dict]] = {"momentum": ("sgd", {"momentum": 0.9})}
+
+
+def register_optimizer(name: str) -> Callable[[type[Optimizer]], type[Optimizer]]:
+    """Class decorator: the optimizer becomes buildable by ``name`` (in any case) everywhere:
+    :func:`make_optimizer`, the ``qa`` commands' choices and help, the study.
+
+    ::
+
+        @register_optimizer("lion")
+        class Lion(Optimizer):
+            ...
+    """
+    key = name.strip().lower()
+    if not key or "," in key or key == "all":
+        raise ValueError(f"an optimizer cannot be named {name!r}")
+
+    def register(cls: type[Optimizer]) -> type[Optimizer]:
+        if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+            raise TypeError(f"@register_optimizer({name!r}) takes an Optimizer subclass, "
+                            f"got {cls!r}")
+        old = OPTIMIZERS.get(key)
+        same = old is not None and (old.__module__, old.__qualname__) == (
+            cls.__module__, cls.__qualname__)  # the same class, its module imported again
+        if key in OPTIMIZER_ALIASES or (old is not None and not same):
+            raise ValueError(f"the optimizer name {key!r} is taken")
+        OPTIMIZERS[key] = cls
+        return cls
+
+    return register
+
+
+def optimizer_names() -> list[str]:
+    """Every name :func:`make_optimizer` takes: the registry's, then the aliases."""
+    return [*OPTIMIZERS, *OPTIMIZER_ALIASES]
+
+
+def canonical_optimizer(name: str) -> str:
+    """``name`` as registered (lower case): the one check of an optimizer's name.
+
+    Raises ValueError naming the choices (and the closest one) when nothing has that name.
+    """
+    key = str(name).strip().lower()
+    if key in OPTIMIZERS or key in OPTIMIZER_ALIASES:
+        return key
+    close = difflib.get_close_matches(key, optimizer_names(), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(f"unknown optimizer {name!r}{hint}; choose one of: "
+                     f"{', '.join(optimizer_names())}")
+
+
+def default_hparams(name: str) -> dict:
+    """The keyword defaults ``make_optimizer(name)`` builds with, e.g. ``{"lr": 0.001, ...}``."""
+    key = canonical_optimizer(name)
+    target, overrides = OPTIMIZER_ALIASES.get(key, (key, {}))
+    params = inspect.signature(OPTIMIZERS[target].__init__).parameters.values()
+    found = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return {**found, **overrides}
+
+
+def make_optimizer(name: str, **hparams) -> Optimizer:
+    """Build an optimizer by registry name (any case), e.g. ``make_optimizer("adam", lr=0.01)``.
+
+    ``momentum`` is accepted as a name too: SGD with momentum 0.9 unless given.
+    """
+    key = canonical_optimizer(name)
+    if key in OPTIMIZER_ALIASES:
+        key, defaults = OPTIMIZER_ALIASES[key]
+        hparams = {**defaults, **hparams}
+    return OPTIMIZERS[key](**hparams)
+
+
+@register_optimizer("gd")
 class GD(Optimizer):
     """Plain gradient descent: ``theta -= lr * (g + weight_decay * theta)``.
 
@@ -102,6 +183,7 @@ class GD(Optimizer):
         p -= self.lr * g
 
 
+@register_optimizer("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``.
 
@@ -145,6 +227,7 @@ class SGD(Optimizer):
         p -= self.lr * g
 
 
+@register_optimizer("adam")
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2014) in PyTorch's form, with ``g = grad + weight_decay * theta``::
 
@@ -210,6 +293,7 @@ class Adam(Optimizer):
         p -= tmp
 
 
+@register_optimizer("adamw")
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW``:
     first ``theta -= lr * weight_decay * theta``, then the Adam step on the raw gradient."""
@@ -227,6 +311,7 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay, amsgrad)
 
 
+@register_optimizer("rmsprop")
 class RMSprop(Optimizer):
     """RMSprop as ``torch.optim.RMSprop`` (no bias correction, eps outside the sqrt)::
 
@@ -292,6 +377,7 @@ class RMSprop(Optimizer):
         p -= tmp
 
 
+@register_optimizer("linesearch")
 class LineSearch(Optimizer):
     """Gradient descent whose step length is chosen by Armijo backtracking each step.
 
@@ -334,28 +420,3 @@ class LineSearch(Optimizer):
             raise ValueError("the linesearch optimizer needs loss_fn(params) in step()")
         self.t += 1
         self.search.search(params, grads, loss_fn)
-
-
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "gd": GD,
-    "sgd": SGD,
-    "adam": Adam,
-    "adamw": AdamW,
-    "rmsprop": RMSprop,
-    "linesearch": LineSearch,
-}
-
-
-def make_optimizer(name: str, **hparams) -> Optimizer:
-    """Build an optimizer by registry name, e.g. ``make_optimizer("adam", lr=0.01)``.
-
-    ``momentum`` is accepted as a name too: SGD with momentum 0.9 unless given.
-    """
-    key = name.lower()
-    if key == "momentum":
-        hparams.setdefault("momentum", 0.9)
-        key = "sgd"
-    if key not in OPTIMIZERS:
-        known = ", ".join(sorted([*OPTIMIZERS, "momentum"]))
-        raise ValueError(f"unknown optimizer {name!r}; choose one of: {known}")
-    return OPTIMIZERS[key](**hparams)

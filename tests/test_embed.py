@@ -115,7 +115,7 @@ def test_unloadable_model_one_line_error(runner, tmp_path):
                                "--input", str(src)])
     assert res.exit_code != 0 and "Traceback" not in res.output
     line = res.output.strip().splitlines()[-1]
-    assert "--model bundled" in line and line.startswith("error:")
+    assert "did you mean bundled?" in line and line.startswith("error:")
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,10 @@ imported inside the stage functions, so that `qa --help` answers at once.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -34,6 +36,23 @@ class QAGroup(click.Group):
             click.secho(f"internal error: {type(e).__name__}: {e} (rerun with -vv for the "
                         "traceback, and please report it)", err=True, fg="red")
             sys.exit(1)
+
+
+class RegistryHelpCommand(click.Command):
+    """A command whose help has ``{field}`` slots filled from registries when it is shown (the
+    registries are imported only then: ``qa --help`` stays light). The first line has none."""
+
+    def __init__(self, *args, help_fields: dict[str, Callable[[], str]] | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.help_fields = help_fields or {}
+
+    def format_help_text(self, ctx, formatter) -> None:
+        saved = self.help
+        self.help = inspect.cleandoc(saved).format(**{k: f() for k, f in self.help_fields.items()})
+        try:
+            super().format_help_text(ctx, formatter)
+        finally:
+            self.help = saved
 
 
 def _version() -> str:
@@ -67,7 +86,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     The MLP core:
       qa mnist       train / evaluate / sweep a multilayer perceptron on MNIST
       qa fit         fit a function (cubic, exp, sinc, sincos)
-    Offline demo:  qa run --model bundled
+    Offline demo:  qa run --embedder bundled
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s")

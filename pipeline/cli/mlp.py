@@ -8,14 +8,21 @@ from pathlib import Path
 import click
 
 from models.activations import ACTIVATIONS  # noqa: E402 - NumPy only: cheap at --help
-from models.optimizers import OPTIMIZERS  # noqa: E402
 from pipeline.cli.base import main
-from pipeline.cli.parsing import float_list, int_list, joined, parse_batch_size
+from pipeline.cli.parsing import (
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    Names,
+    list_option,
+    optimizer_names,
+    option,
+    parse_batch_size,
+)
 from pipeline.core import config
 from pipeline.core.errors import UserError
 from pipeline.mlp.fit import TASKS as FIT_TASKS  # noqa: E402 - the registry of tasks
 
-MLP_OPTIMIZERS = [*OPTIMIZERS, "momentum"]  # the registry, and its one alias
+OPTIMIZER = Names(optimizer_names)  # the optimizer registry and its aliases, any case
 HIDDEN_ACTIVATIONS = [a for a in ACTIVATIONS if a != "softmax"]  # softmax is the output's
 
 
@@ -23,24 +30,23 @@ def _quiet() -> bool:
     return click.get_current_context().obj["quiet"]
 
 
-def mnist_options(f):
-    """Options shared by `qa mnist train` and `qa mnist sweep`: the model's, plus one optimizer
-    and its learning rate."""
-    opts = [
-        click.option("--optimizer", type=click.Choice(MLP_OPTIMIZERS),
-                     default=config.MNIST_OPTIMIZER, show_default=True, help="Optimizer."),
-        click.option("--lr", default=config.MNIST_LR, show_default=True, type=float,
-                     help="Learning rate (initial trial step for linesearch)."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return mnist_model_options(f)
+def optimizer_option(default: str):
+    return option("--optimizer", type=OPTIMIZER, default=default, show_default=True,
+                  help="Optimizer (any case).")
 
 
-def mnist_model_options(f):
-    """Everything about the data, the network and its training but the optimizer."""
+def layers_option(default):
+    return list_option("--layers", item=POSITIVE_INT, default=default, show_default=True,
+                       help="Hidden layer widths, repeatable or comma-separated.")
+
+
+def mnist_model_options(f=None, batch_size: bool = True):
+    """Everything about the data, the network and its training but the optimizer (and, with
+    ``batch_size=False``, the batch size: the sweep takes a list of them)."""
     from models.schedules import SCHEDULES
 
+    if f is None:
+        return lambda g: mnist_model_options(g, batch_size)
     opts = [
         click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                      help=f"Directory of the four MNIST IDX files, gz or raw "
@@ -51,7 +57,7 @@ def mnist_model_options(f):
                      default=config.MNIST_ACTIVATION, show_default=True,
                      help="Hidden activation."),
         click.option("--batch-size", default=config.MNIST_BATCH, show_default=True, type=int,
-                     help="Mini-batch size."),
+                     help="Mini-batch size.") if batch_size else None,
         click.option("--epochs", default=config.MNIST_EPOCHS, show_default=True, type=int,
                      help="Passes over the training set."),
         click.option("--seed", default=config.MNIST_SEED, show_default=True, type=int,
@@ -77,7 +83,7 @@ def mnist_model_options(f):
                      help="Training rows held out for validation (the test set chooses nothing); "
                           "0 trains on every row, without early stopping or plateau schedules."),
     ]
-    for o in reversed(opts):
+    for o in reversed([o for o in opts if o is not None]):
         f = o(f)
     return f
 
@@ -98,12 +104,14 @@ def mnist_group():
 
 
 @mnist_group.command("train")
-@click.option("--layers", default=joined(config.MNIST_LAYERS), show_default=True,
-              help="Hidden layer widths, comma-separated.")
-@mnist_options
+@layers_option(config.MNIST_LAYERS)
+@optimizer_option(config.MNIST_OPTIMIZER)
+@option("--lr", default=config.MNIST_LR, show_default=True, type=float,
+        help="Learning rate (initial trial step for linesearch).")
+@mnist_model_options
 @click.option("--out", type=click.Path(path_type=Path), default=config.MNIST_OUT,
               show_default=True, help="Where metrics, history, weights and figures go.")
-def mnist_train_cmd(layers, data_dir, download, activation, optimizer, lr, batch_size, epochs,
+def mnist_train_cmd(layers, optimizer, lr, data_dir, download, activation, batch_size, epochs,
                     seed, l2, dropout, input_dropout, grad_clip, schedule, standardise,
                     patience, val_size, out):
     """Train an MLP on MNIST and evaluate it once on the test set.
@@ -115,7 +123,7 @@ def mnist_train_cmd(layers, data_dir, download, activation, optimizer, lr, batch
     """
     from pipeline.mlp.mnist import train_command
 
-    cfg = _mnist_config(int_list(layers, "--layers"), activation, optimizer, lr, batch_size,
+    cfg = _mnist_config(layers, activation, optimizer, lr, batch_size,
                         epochs, seed, l2, dropout, input_dropout, grad_clip, schedule,
                         standardise, patience, val_size)
     m = train_command(cfg, data_dir, out, download, show_progress=not _quiet())
@@ -126,7 +134,8 @@ def mnist_train_cmd(layers, data_dir, download, activation, optimizer, lr, batch
 @mnist_group.command("evaluate")
 @click.argument("weights", type=click.Path(path_type=Path))
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Directory of the MNIST IDX files.")
+              help=f"Directory of the MNIST IDX files (default: the one the weights were "
+                   f"trained on, recorded in metrics.json beside them, else {config.MNIST_DIR}).")
 def mnist_evaluate_cmd(weights, data_dir):
     """Test accuracy of saved weights (weights.npz from `qa mnist train`)."""
     from pipeline.mlp.mnist import evaluate_command
@@ -136,12 +145,16 @@ def mnist_evaluate_cmd(weights, data_dir):
 
 
 @mnist_group.command("sweep")
-@click.option("--lrs", default=joined(config.SWEEP_LRS), show_default=True,
-              help="Learning rates, comma-separated.")
-@click.option("--depths", default=joined(config.SWEEP_DEPTHS), show_default=True,
-              help="Numbers of hidden layers, comma-separated.")
-@click.option("--batch-sizes", default=joined(config.SWEEP_BATCH_SIZES), show_default=True,
-              help="Batch sizes, comma-separated.")
+@list_option("--lr", "lrs", item=POSITIVE_FLOAT, hidden_aliases=("--lrs",),
+             default=config.SWEEP_LRS, show_default=True,
+             help="Learning rates of the grid, repeatable or comma-separated (initial trial "
+                  "steps for linesearch).")
+@list_option("--depth", "depths", item=POSITIVE_INT, hidden_aliases=("--depths",),
+             default=config.SWEEP_DEPTHS, show_default=True,
+             help="Numbers of hidden layers of the grid, repeatable or comma-separated.")
+@list_option("--batch-size", "batch_sizes", item=POSITIVE_INT, hidden_aliases=("--batch-sizes",),
+             default=config.SWEEP_BATCH_SIZES, show_default=True,
+             help="Batch sizes of the grid, repeatable or comma-separated.")
 @click.option("--width", default=config.SWEEP_WIDTH, show_default=True, type=int,
               help="First hidden width; each further layer halves it.")
 @click.option("--subset", default=None, type=int,
@@ -149,25 +162,27 @@ def mnist_evaluate_cmd(weights, data_dir):
                    "tenth of them when --val-size would not leave any to train on.")
 @click.option("--jobs", "-j", default=config.SWEEP_JOBS, show_default=True, type=int,
               help="Parallel worker processes.")
-@mnist_options
+@optimizer_option(config.MNIST_OPTIMIZER)
+@mnist_model_options(batch_size=False)
 @click.option("--out", type=click.Path(path_type=Path), default=config.SWEEP_OUT,
               show_default=True, help="Where sweep.csv and sweep_heatmap.png go.")
-def mnist_sweep_cmd(lrs, depths, batch_sizes, width, subset, jobs, data_dir, download,
-                    activation, optimizer, lr, batch_size, epochs, seed, l2, dropout,
-                    input_dropout, grad_clip, schedule, standardise, patience, val_size, out):
+def mnist_sweep_cmd(lrs, depths, batch_sizes, width, subset, jobs, optimizer, data_dir, download,
+                    activation, epochs, seed, l2, dropout, input_dropout, grad_clip, schedule,
+                    standardise, patience, val_size, out):
     """Validation accuracy over learning rate x depth (x batch size), as a heatmap.
 
     \b
     Example (the SGD grid of the line-search study):
-      qa mnist sweep --optimizer sgd --lrs 0.1,0.05,0.01 --depths 1,2,3 --batch-sizes 32 --epochs 5
+      qa mnist sweep --optimizer sgd --lr 0.1,0.05,0.01 --depth 1,2,3 --batch-size 32 --epochs 5
     """
     from pipeline.mlp.mnist import SweepGrid, sweep_command
 
-    base = _mnist_config((width,), activation, optimizer, lr, batch_size, epochs, seed, l2,
-                         dropout, input_dropout, grad_clip, schedule, standardise, patience,
+    # the grid sets every point's lr, batch size and layers; the base holds the rest
+    base = _mnist_config((width,), activation, optimizer, lrs[0], batch_sizes[0], epochs, seed,
+                         l2, dropout, input_dropout, grad_clip, schedule, standardise, patience,
                          val_size)
-    grid = SweepGrid(float_list(lrs, "--lrs"), list(int_list(depths, "--depths")),
-                     list(int_list(batch_sizes, "--batch-sizes")), width)
+    grid = SweepGrid(list(dict.fromkeys(lrs)), list(dict.fromkeys(depths)),
+                     list(dict.fromkeys(batch_sizes)), width)
     rows = sweep_command(base, grid, data_dir, out, jobs, subset, download,
                          show_progress=not _quiet())
     best = max(rows, key=lambda r: r["val_acc"])
@@ -176,13 +191,13 @@ def mnist_sweep_cmd(lrs, depths, batch_sizes, width, subset, jobs, data_dir, dow
 
 
 @mnist_group.command("compare")
-@click.option("--optimizers", default="sgd,linesearch", show_default=True,
-              help="Optimizers to compare, comma-separated.")
-@click.option("--lr", "lrs", multiple=True, metavar="NAME=LR",
-              help=f"Learning rate (initial step for linesearch) of one optimizer; others use "
-                   f"{config.MNIST_LR:g}. Repeat: --lr sgd=0.05 --lr linesearch=1.")
-@click.option("--layers", default=joined(config.MNIST_LAYERS), show_default=True,
-              help="Hidden layer widths, comma-separated.")
+@list_option("--optimizer", "-o", "optimizers", item=OPTIMIZER, hidden_aliases=("--optimizers",),
+             default=config.COMPARE_OPTIMIZERS, show_default=True,
+             help="Optimizers to compare, repeatable or comma-separated (any case).")
+@list_option("--lr", "lrs", metavar="NAME=LR",
+             help=f"Learning rate (initial step for linesearch) of one optimizer; others use "
+                  f"{config.MNIST_LR:g}. Repeatable or comma-separated: --lr sgd=0.05,linesearch=1.")
+@layers_option(config.MNIST_LAYERS)
 @mnist_model_options
 @click.option("--out", type=click.Path(path_type=Path), default=config.COMPARE_OUT,
               show_default=True, help="Where compare.json, compare.csv, figures and report go.")
@@ -193,26 +208,22 @@ def mnist_compare_cmd(optimizers, lrs, layers, data_dir, download, activation, b
 
     \b
     Example (the line-search study's setting):
-      qa mnist compare --optimizers sgd,linesearch --lr sgd=0.05 --lr linesearch=1 \\
+      qa mnist compare -o sgd,linesearch --lr sgd=0.05 --lr linesearch=1 \\
           --layers 256,128,64 --batch-size 32 --epochs 10 --schedule constant
     """
     from pipeline.mlp.compare import compare_command
 
-    names = [n.strip() for n in optimizers.split(",") if n.strip()]
-    bad = [n for n in names if n not in MLP_OPTIMIZERS]
-    if bad or not names:
-        raise UserError(f"--optimizers takes names from {', '.join(MLP_OPTIMIZERS)}, got "
-                        f"{optimizers!r}")
+    names = list(dict.fromkeys(optimizers))
     lr = {}
     for v in lrs:
         name, sep, val = v.partition("=")
         try:
-            lr[name] = float(val)
+            lr[config.check_optimizers([name], "--lr")[0]] = float(val)
         except ValueError:
             raise UserError(f"--lr takes NAME=LR, e.g. sgd=0.05; got {v!r}") from None
         if not sep:
             raise UserError(f"--lr takes NAME=LR, e.g. sgd=0.05; got {v!r}")
-    base = _mnist_config(int_list(layers, "--layers"), activation, names[0], config.MNIST_LR,
+    base = _mnist_config(layers, activation, names[0], config.MNIST_LR,
                          batch_size, epochs, seed, l2, dropout, input_dropout, grad_clip,
                          schedule, standardise, patience, val_size)
     res = compare_command(base, names, lr, data_dir, out, download, show_progress=not _quiet())
@@ -225,12 +236,10 @@ def mnist_compare_cmd(optimizers, lrs, layers, data_dir, download, activation, b
 
 @main.command("fit")
 @click.argument("task", type=click.Choice(list(FIT_TASKS)))
-@click.option("--layers", default=joined(config.FIT_LAYERS), show_default=True,
-              help="Hidden layer widths, comma-separated.")
+@layers_option(config.FIT_LAYERS)
 @click.option("--activation", type=click.Choice(HIDDEN_ACTIVATIONS), default=None,
               help="Hidden activation (default: relu for cubic, tanh otherwise).")
-@click.option("--optimizer", type=click.Choice(MLP_OPTIMIZERS), default=config.FIT_OPTIMIZER,
-              show_default=True, help="Optimizer.")
+@optimizer_option(config.FIT_OPTIMIZER)
 @click.option("--lr", default=config.FIT_LR, show_default=True, type=float, help="Learning rate.")
 @click.option("--batch-size", default=str(config.FIT_BATCH), show_default=True,
               help="Mini-batch size, or 'full' for full batch.")
@@ -262,7 +271,7 @@ def fit_cmd(task, layers, activation, optimizer, lr, batch_size, epochs, noise, 
         bs = parse_batch_size(batch_size)
     except ValueError:
         raise UserError(f"--batch-size takes a number or 'full', got {batch_size!r}") from None
-    cfg = FitConfig(task=task, layers=int_list(layers, "--layers"), activation=activation,
+    cfg = FitConfig(task=task, layers=layers, activation=activation,
                     optimizer=optimizer, lr=lr, batch_size=bs, epochs=epochs, noise=noise,
                     n_train=n_train, seed=seed)
     m, out_dir = run_fit(cfg, out)

@@ -1,20 +1,174 @@
-"""Parsers for option values the CLI takes as text: per-optimizer settings, number lists."""
+"""How the CLI reads option values: names from a registry, lists, per-optimizer settings.
+
+One way for every list: a list-valued option is repeatable and takes comma lists, so
+``-o adam -o sgd`` is ``-o adam,sgd`` (:func:`list_option`). Names from a registry (optimizers,
+LLM backends, embedders) match in any case, and the registry is read when the option is used,
+so whatever is registered by then is a choice and is listed in the help (:class:`Names`).
+An old spelling of an option stays as a hidden alias (:class:`Opt`).
+"""
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+
+import click
 
 from pipeline.core import config
 from pipeline.core.errors import UserError
 
 
+# ------------------------------------------------------------------------------ options
+class Opt(click.Option):
+    """A click option with hidden aliases and help that may be computed when read.
+
+    ``hidden_aliases``: old spellings that still parse (``--model``) but are left out of
+    ``--help``. ``help`` may be a callable returning the text, so that it lists what a
+    registry holds when the help is printed, not when the CLI was imported.
+    """
+
+    def __init__(self, param_decls, hidden_aliases: Iterable[str] = (), help=None, **kw):
+        self.hidden_aliases = tuple(hidden_aliases)
+        names = [d for d in param_decls if d.isidentifier()]
+        flags = [d for d in param_decls if not d.isidentifier()]
+        super().__init__([*flags, *self.hidden_aliases, *names], **kw)
+        self.help = help  # after click's own __init__, which would clean a text up
+
+    @property
+    def help(self) -> str | None:
+        return self._help() if callable(self._help) else self._help
+
+    @help.setter
+    def help(self, value) -> None:
+        self._help = value
+
+    def get_help_record(self, ctx):
+        saved = self.opts, self.secondary_opts
+        self.opts = [o for o in self.opts if o not in self.hidden_aliases]
+        self.secondary_opts = [o for o in self.secondary_opts if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts, self.secondary_opts = saved
+
+
+def option(*decls, **kw):
+    """``click.option`` with :class:`Opt` (hidden aliases, help computed when shown)."""
+    return click.option(*decls, cls=Opt, **kw)
+
+
+class Names(click.ParamType):
+    """One name from a registry, in any case; the registry's spelling comes out.
+
+    ``names`` is called whenever the choices are needed: a class registered after the CLI
+    was imported is a choice too. ``extra``: words beside the registry's names ("all").
+    """
+
+    name = "name"
+
+    def __init__(self, names: Callable[[], Iterable[str]], extra: Iterable[str] = ()) -> None:
+        self.names, self.extra = names, tuple(extra)
+
+    def choices(self) -> list[str]:
+        return list(dict.fromkeys([*self.names(), *self.extra]))
+
+    def convert(self, value, param, ctx):
+        choices = self.choices()
+        by_key = {c.lower(): c for c in choices}
+        found = by_key.get(str(value).strip().lower())
+        if found is None:
+            close = difflib.get_close_matches(str(value).lower(), list(by_key), n=1)
+            hint = f" (did you mean {by_key[close[0]]}?)" if close else ""
+            self.fail(f"{value!r} is not one of {', '.join(choices)}{hint}", param, ctx)
+        return found
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(self.choices()) + "]"
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(c) for c in self.choices() if c.startswith(incomplete.lower())]
+
+
+class CommaList(click.ParamType):
+    """``a,b,c`` -> a tuple of items, each converted by ``item`` (a click type)."""
+
+    def __init__(self, item: click.ParamType) -> None:
+        self.item = item
+        self.name = f"{item.name} list"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value  # already converted
+        if not isinstance(value, str):
+            return (self.item.convert(value, param, ctx),)  # a default such as 32
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts:
+            self.fail(f"{value!r} names nothing; give one or more values, comma-separated",
+                      param, ctx)
+        return tuple(self.item.convert(p, param, ctx) for p in parts)
+
+    def get_metavar(self, param, ctx=None) -> str:
+        try:
+            inner = self.item.get_metavar(param, ctx)
+        except TypeError:  # click < 8.2 takes no ctx
+            inner = self.item.get_metavar(param)
+        return f"{inner or self.item.name.upper()}[,...]"
+
+
+def _flatten(ctx, param, value) -> tuple:
+    """One tuple from the tuple each occurrence gave (a None default element stays None)."""
+    return tuple(v for group in value for v in (group if isinstance(group, tuple) else (group,)))
+
+
+def list_option(*decls, item: click.ParamType | type = str, **kw):
+    """A list-valued option: repeatable and comma lists alike, ``-o adam -o sgd`` ==
+    ``-o adam,sgd``; the command gets one flat tuple. ``item`` converts each element."""
+    return option(*decls, multiple=True, type=CommaList(click.types.convert_type(item)),
+                  callback=_flatten, **kw)
+
+
+# ------------------------------------------------------------------------- item types
+POSITIVE_INT = click.IntRange(min=1)
+POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+
+
+class Size(click.ParamType):
+    """A number of items, or 'all' (None); the stage's options check its range."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if value is None or str(value).lower() == "all":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number nor 'all'", param, ctx)
+
+
+def optimizer_names() -> list[str]:
+    from models.optimizers import optimizer_names as names
+
+    return names()
+
+
+def study_optimizer_names() -> list[str]:
+    """The study's settings first (config.STUDY_DEFAULTS), then any other registered one."""
+    return list(config.STUDY_DEFAULTS)
+
+
+# ----------------------------------------------------------------------------- values
 def parse_per_optimizer(values: tuple[str, ...], cast, option: str, optimizers) -> dict:
     """``("0.01",)`` applies to every optimizer; ``("adam=0.005", ...)`` to one."""
     out = {}
     for v in values:
         name, sep, val = v.partition("=")
-        targets = [name] if sep else list(optimizers)
         raw = val if sep else name
-        if sep and name not in config.STUDY_DEFAULTS:
-            raise UserError(f"{option} {v}: unknown optimizer {name!r}")
+        if sep:
+            name = config.check_optimizers([name], option)[0]
+        targets = [name] if sep else list(optimizers)
         try:
             parsed = cast(raw)
         except ValueError:
@@ -29,26 +183,9 @@ def parse_batch_size(v: str) -> int | None:
     return None if v.lower() in ("full", "none", "0") else int(v)
 
 
-def int_list(value: str, option: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise UserError(f"{option} takes comma-separated integers, e.g. 512,256,128") from None
-    if not out or any(v < 1 for v in out):
-        raise UserError(f"{option} needs positive integers, got {value!r}")
-    return out
-
-
-def float_list(value: str, option: str) -> list[float]:
-    try:
-        out = [float(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"{option} takes comma-separated numbers, e.g. 0.1,0.01") from None
-    if not out or any(not v > 0 for v in out):
-        raise UserError(f"{option} needs positive numbers, got {value!r}")
-    return out
-
-
-def joined(values) -> str:
-    """A tuple default as the comma-separated text an option takes."""
-    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+def expand_all(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Optimizer names with 'all' standing for the study's set, each name once."""
+    out = []
+    for n in names:
+        out += config.STUDY_OPTIMIZERS if n == "all" else [n]
+    return tuple(dict.fromkeys(out))

@@ -6,6 +6,7 @@ README); the bundled dataset is also found next to the installed package.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,9 @@ FEATURES = ("concat", "interaction")
 EMBED_FEATURES = "concat"  # [q ; a ; 1], the original study's input
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EMBED_DEVICE = "auto"  # cuda, then mps, then cpu
+# s for the one metadata request that tells an unknown --embedder name from a hub model not yet
+# downloaded (no retries): sentence-transformers' own attempts take 75 s to fail offline
+EMBED_HUB_TIMEOUT = 3.0
 
 # ------------------------------------------------------------------------------- train
 STUDY_OPTIMIZERS = ("gd", "sgd", "adam", "momentum", "rmsprop", "linesearch")
@@ -95,12 +99,56 @@ class OptimizerDefaults:
     hparams: dict = field(default_factory=dict)  # passed to make_optimizer
 
 
+class StudyDefaults(Mapping):
+    """The study's settings per optimizer name: the ones given, and for any other optimizer in
+    the registry (``@register_optimizer``, a plug-in) its own default learning rate at batch
+    size ``STUDY_PLUGIN_BATCH``. The keys are the registry's names, so membership is the
+    registry's one name check (exact spelling; :func:`check_optimizers` takes any case)."""
+
+    def __init__(self, given: dict[str, OptimizerDefaults]) -> None:
+        self._given = dict(given)
+
+    def __getitem__(self, name: str) -> OptimizerDefaults:
+        if name in self._given:
+            return self._given[name]
+        from models.optimizers import canonical_optimizer, default_hparams
+
+        try:
+            if canonical_optimizer(name) != name:
+                raise KeyError(name)  # ADAM: the caller checks names with check_optimizers
+        except ValueError:
+            raise KeyError(name) from None
+        return OptimizerDefaults(lr=default_hparams(name).get("lr", STUDY_PLUGIN_LR),
+                                 batch_size=STUDY_PLUGIN_BATCH)
+
+    def __iter__(self) -> Iterator[str]:
+        from models.optimizers import optimizer_names
+
+        return iter(dict.fromkeys([*self._given, *optimizer_names()]))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def check_optimizers(names, option: str = "--optimizer") -> tuple[str, ...]:
+    """The registry's spelling of every name (any case in); a UserError naming the choices
+    for the first unknown one."""
+    from models.optimizers import canonical_optimizer
+
+    try:
+        return tuple(canonical_optimizer(n) for n in names)
+    except ValueError as e:
+        raise UserError(f"{option}: {e}") from None
+
+
+STUDY_PLUGIN_BATCH = 1  # a registered optimizer the study has no settings for: SGD's batch
+STUDY_PLUGIN_LR = 0.01  # ... and this rate when its class gives no default lr
 # The first three are the original study's settings (docs/references.md); the rest are ours:
 # momentum (the "momentum" optimizer's own mu of 0.9) with a 10x smaller rate than SGD keeps
 # the same effective step size lr / (1 - mu); RMSprop uses Adam's rate since both normalise
 # the step by a running RMS; line search starts from a large trial step (10) and backtracks,
 # full batch like GD. Unlisted hyperparameters are the optimizers' own (torch.optim's) defaults.
-STUDY_DEFAULTS: dict[str, OptimizerDefaults] = {
+STUDY_DEFAULTS: Mapping[str, OptimizerDefaults] = StudyDefaults({
     "gd": OptimizerDefaults(lr=0.1, batch_size=None),
     "sgd": OptimizerDefaults(lr=0.1, batch_size=1),
     "adam": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"betas": (0.9, 0.999), "eps": 1e-8}),
@@ -108,7 +156,7 @@ STUDY_DEFAULTS: dict[str, OptimizerDefaults] = {
     "rmsprop": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"alpha": 0.99}),
     "linesearch": OptimizerDefaults(lr=10.0, batch_size=None, hparams={"c1": 1e-4}),
     "adamw": OptimizerDefaults(lr=0.01, batch_size=1, hparams={"weight_decay": 0.01}),
-}
+})
 TRAIN_EPOCHS = 300
 TRAIN_SEEDS = 5
 TRAJECTORY_POINTS = 300  # per run, first and last kept
@@ -126,11 +174,14 @@ class StudyConfig:
     trajectory_points: int = TRAJECTORY_POINTS
     jobs: int | None = None  # worker processes; None: the cores, at most MAX_JOBS
 
+    def __post_init__(self) -> None:  # names in any case: the registry's are lower case
+        object.__setattr__(self, "optimizers", tuple(o.lower() for o in self.optimizers))
+        object.__setattr__(self, "lr", {k.lower(): v for k, v in self.lr.items()})
+        object.__setattr__(self, "batch_size",
+                           {k.lower(): v for k, v in self.batch_size.items()})
+
     def validate(self) -> None:
-        unknown = [o for o in self.optimizers if o not in STUDY_DEFAULTS]
-        if unknown:
-            raise UserError(f"unknown optimizer {unknown[0]!r}; choose from "
-                            f"{', '.join(STUDY_DEFAULTS)} or all")
+        check_optimizers(self.optimizers)
         check_at_least("--epochs", self.epochs, 1)
         check_at_least("--seeds", self.seeds, 1)
         check_at_least("--trajectory-points", self.trajectory_points, 2,
@@ -172,6 +223,10 @@ MNIST_TRAIN_EVAL_ROWS = 10_000  # training rows the per-epoch train metrics are 
 MLP_OPTIMIZER_HPARAMS = {"linesearch": {"c1": 0.1}}
 VAL_SPLIT_SEED_OFFSET = 12345  # the validation split's rng is seeded apart from the weights'
 
+# ----------------------------------------------------------------------------- compare
+COMPARE_OPTIMIZERS = ("sgd", "linesearch")  # the line-search study's pair
+COMPARE_TARGET_ACC = 0.97  # the report's "epochs to" column (the line-search study's 97%)
+
 # ------------------------------------------------------------------------------- sweep
 SWEEP_LRS = (0.1, 0.05, 0.01)  # the line-search study's SGD grid
 SWEEP_DEPTHS = (1, 2, 3)
@@ -202,14 +257,21 @@ TUNE_SEEDS = 3  # seeds per (optimizer, lr) while tuning
 TUNE_FINAL_SEEDS = 10  # re-runs of each chosen setting (DeepOBS re-runs the best with ten)
 TUNE_FINAL_SEED_OFFSET = 1000  # final seeds are 1000, 1001, ...: never a tuning seed
 TUNE_VAL_FRACTION = 0.2  # of the training questions, held out for choosing the lr
+TUNE_SELECT_RULES = ("val", "train")  # choose the lr by validation loss, or by training loss
+TUNE_SELECT = "val"  # what generalises; "train": how well it optimizes (the original claims)
 TUNE_SPLIT_SEED = 0  # seeds the validation split
 TUNE_BOOTSTRAP = 2000  # resamples per bootstrap confidence interval
 TUNE_CI_LEVEL = 0.95
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"  # a Dask scheduler to run trials on, if set
-SCHEDULER_TIMEOUT = 10.0  # s to reach it before giving up with one line
+SCHEDULER_TIMEOUT = 8.0  # s to reach it, handshake included, before giving up with one line
+SCHEDULER_WORKER_WAIT = 10.0  # s a cluster may have no worker (at the start, or mid-run)
 
 # ------------------------------------------------------------------------------- exams
 EXAMS_SEED = 0  # picks the wrong option of each question (--distractors one)
+EXAMS_MAX_BYTES = 256 << 20  # per split file, unpacked: the real ones are 2-6 MB
+EXAMS_DISTRACTOR_CHOICES = ("one", "all")  # one random wrong option per question, or every one
+EXAMS_DISTRACTORS = "one"  # balanced: as many -1 rows as +1 rows
+EXAMS_OUT = {"one": RAW_DIR / "exams_tr.csv", "all": RAW_DIR / "exams_tr_all.csv"}
 
 # ------------------------------------------------------------------------------- curve
 CURVE_DIR = OUTPUT_DIR / "curve"  # one folder per input and embedder below it
@@ -220,10 +282,12 @@ CURVE_EPOCHS = 100  # per point: the training accuracy has long saturated by the
 CURVE_SUBSAMPLE_SEED = 7  # mixed with (size, seed) to draw each subsample
 
 # ------------------------------------------------------------------------------ curate
-CURATE_EMBEDDER = "bundled"  # offline; any `qa embed --model` works
+CURATE_EMBEDDER = "bundled"  # offline; any `qa embed --embedder` works
 # Two questions are duplicates when their Turkish normal forms are equal (case, punctuation,
 # spacing), or when both the questions' and their correct answers' cosines reach this. Measured
 # with the bundled embedder: the 4,950 pairs of distinct bundled questions reach at most 0.941
 # on the smaller of the two; rewordings ("hangisidir" -> "nedir", "... acaba?") at least 0.987.
 CURATE_MIN_COS = 0.96
 JUDGE_ATTEMPTS = 3  # requests per row before the judge's verdict counts as missing
+JUDGE_TEMPERATURE = 0.0  # the judge's verdict should not depend on sampling
+JUDGE_MAX_TOKENS = 256  # a verdict and a one-sentence reason

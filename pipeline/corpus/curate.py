@@ -162,7 +162,8 @@ def judge_rows(rows: list[tuple[str, str]], opts: CurateOptions, journal: Path) 
                 with pool.lease() as host:
                     reply = host.backend.chat(
                         opts.judge_model, JUDGE_PROMPT.format(question=row[0], answer=row[1]),
-                        JUDGE_SCHEMA, temperature=0.0, seed=attempt, max_tokens=256,
+                        JUDGE_SCHEMA, temperature=config.JUDGE_TEMPERATURE, seed=attempt,
+                        max_tokens=config.JUDGE_MAX_TOKENS,
                         deadline_s=opts.read_timeout, stop=stop)
                 obj = parse_item(reply.text)
                 if isinstance(obj.get("correct"), bool):

