@@ -26,6 +26,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.core.config import StudyConfig
+from pipeline.core.files import claim_dir
 from tests.conftest import make_processed
 
 N_FEATURES = 17  # make_processed(d=16) + the bias column
@@ -60,8 +61,8 @@ def world(tmp_path_factory) -> Path:
         _idx(m / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         _idx(m / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
     _sums(m)
-    (w / "mout").mkdir()
-    (w / "mout" / "metrics.json").write_text('{"test_acc": 0.9}\n')  # a previous good result
+    claim_dir(w / "mout", "mnist-train")  # a previous good result of qa mnist train
+    (w / "mout" / "metrics.json").write_text('{"test_acc": 0.9}\n')
     pd.DataFrame({"question": ["Soru bir nedir?", "Soru bir nedir?", "Soru iki nedir?",
                                "Soru iki nedir?"], "answer": ["Doğru.", "Yanlış.", "Evet.", "Hayır."],
                   "label": [1, -1, 1, -1]}).to_csv(w / "pairs.csv", index=False)
