@@ -114,3 +114,21 @@ def test_temp_files_of_a_killed_tune_are_removed_on_the_next_run(tmp_path):
     tune(data, opts, out, show_progress=False)
     assert not [p for p in left if p.exists()]
     assert (out / "tuned.json").exists()
+
+
+def test_generate_never_overwrites_a_csv_it_did_not_write(tmp_path):
+    from pipeline.core.files import UserError
+    from pipeline.corpus.generate import generate
+    from tests.fakes.ollama_server import FakeOllama
+    from tests.test_generate import opts
+
+    mine = tmp_path / "gen.csv"
+    mine.write_text("my,own,notes\n")
+    with FakeOllama() as fake:
+        with pytest.raises(UserError, match="not written by qa"):
+            generate(opts(fake, tmp_path, n=4))
+        assert mine.read_text() == "my,own,notes\n" and not fake.requests
+        mine.unlink()
+        generate(opts(fake, tmp_path, n=4))  # its own output it replaces on a rerun
+        generate(opts(fake, tmp_path, n=6))
+    assert len(mine.read_text().splitlines()) == 7

@@ -135,7 +135,7 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
         log.info("up to date: %s", out_dir)
         write_latest(config.PROCESSED_DIR, out_dir)
         return out_dir
-    check_replaceable(out_dir)  # before any work: never overwrite what we did not make
+    check_replaceable(out_dir, kind="processed")  # before any work: never overwrite what we did not make
     df = bound_texts(read_pairs(src), src)
 
     questions, answers = df["question"].tolist(), df["answer"].tolist()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core import config
-from pipeline.core.files import UserError
+from pipeline.core.files import UserError, adopt_file, check_file_replaceable
 from pipeline.core.locking import FileLock, lock_path_for
 from pipeline.corpus.journal import Journal, write_csv
 from pipeline.corpus.text import normalise_question, parse_item, validate_item
@@ -287,6 +287,9 @@ def _generate_locked(opts: GenerateOptions, out: Path) -> Path:
     from tqdm import tqdm
 
     want = opts.n // 2
+    if out.is_file() and out.with_suffix(".jsonl").is_file():
+        adopt_file(out, "qa generate")  # a CSV an older qa generate wrote before files were recorded
+    check_file_replaceable(out)  # before any request: never overwrite a file of the user's
     journal = Journal(out.with_suffix(".jsonl"))
     t0 = time.perf_counter()
     try:

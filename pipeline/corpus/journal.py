@@ -11,10 +11,10 @@ from pathlib import Path
 
 from pipeline.core.files import (
     UserError,
-    atomic_write_text,
     open_journal,
     os_error,
     read_jsonl_numbered,
+    write_owned_text,
 )
 
 log = logging.getLogger(__name__)
@@ -98,5 +98,5 @@ def write_csv(items: list[dict], out: Path, n: int) -> int:
         w.writerow([it["question"], it["correct_answer"], 1, it["topic"], src])
         w.writerow([it["question"], it["incorrect_answer"], -1, it["topic"], src])
         rows += 2
-    atomic_write_text(out, buf.getvalue())
+    write_owned_text(out, buf.getvalue(), by="qa generate")
     return rows
