@@ -32,7 +32,7 @@ demo: $(STAMP)  ## run the optimizer study offline on the bundled data
 
 test: $(STAMP)  ## ruff, then the test suite (with the wheel installed outside the checkout)
 	$(BIN)/ruff check models pipeline tests benchmarks
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check models pipeline tests benchmarks

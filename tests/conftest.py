@@ -24,3 +24,10 @@ def runner(tmp_path, monkeypatch):
     """A CliRunner whose working directory is an empty temp dir."""
     monkeypatch.chdir(tmp_path)
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, the reference the parity tests compare against; a test that asks for it is
+    skipped (that test alone) where torch is not installed."""
+    return pytest.importorskip("torch")

@@ -41,6 +41,7 @@ def planted(tmp_path) -> tuple[Path, set[str]]:
     return out, copies
 
 
+@pytest.mark.slow
 def test_planted_near_duplicates_go_and_no_original(planted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     src, copies = planted
@@ -68,6 +69,7 @@ def judge_of(df, disputed=frozenset()):
     return judge
 
 
+@pytest.mark.slow
 def test_a_judge_that_disputes_known_rows(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     df = pd.read_csv(BUNDLED)
@@ -86,6 +88,7 @@ def test_a_judge_that_disputes_known_rows(tmp_path, monkeypatch):
     assert "Judge agreement with the labels: 95.0% of 200 judged rows" in side_paths(out)[1].read_text()
 
 
+@pytest.mark.slow
 def test_embed_prefers_the_curated_set_and_curate_never_overwrites_its_input(runner, tmp_path):
     raw = Path("data/raw")
     raw.mkdir(parents=True)
@@ -98,6 +101,7 @@ def test_embed_prefers_the_curated_set_and_curate_never_overwrites_its_input(run
     assert resolve_input(None) == config.CURATED_CSV
 
 
+@pytest.mark.slow
 def test_run_curates_with_a_judge_model_then_embeds_the_curated_set(runner):
     raw = Path("data/raw")
     raw.mkdir(parents=True)

@@ -66,6 +66,7 @@ def test_prompts_follow_model_cards():
     assert TURKISH_E5_INSTRUCT.endswith("\nQuery: ")
 
 
+@pytest.mark.slow
 def test_sentence_transformers_by_path_applies_prompts(tiny_st_model, tmp_path, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
@@ -89,6 +90,7 @@ def test_sentence_transformers_by_path_applies_prompts(tiny_st_model, tmp_path, 
     np.testing.assert_allclose(ds.X_train[0, 16:32], ans, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_embed_stores_the_baselines_and_later_stages_read_them(tiny_st_model, tmp_path,
                                                                  monkeypatch):
     """meta.json carries the baselines of the arrays it was written with; they are read back
@@ -135,6 +137,7 @@ def test_bundled_backend(bundled):
     assert not np.allclose(q[0], v[0])  # the query prefix changes the vector
 
 
+@pytest.mark.slow
 def test_cache_hit_partial_hit_and_corrupt(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     src = _csv(tmp_path / "pairs.csv", 4)
@@ -173,6 +176,7 @@ def test_cache_hit_partial_hit_and_corrupt(tmp_path, monkeypatch):
     assert TextCache(config.EMBED_CACHE_DIR, "bundled").vecs
 
 
+@pytest.mark.slow
 def test_second_bundled_run_is_fast(runner):
     assert runner.invoke(main, ["-q", "embed", "--model", "bundled"]).exit_code == 0
     t = time.perf_counter()

@@ -156,6 +156,7 @@ def test_subsamples_take_whole_training_questions():
     assert not np.array_equal(idx, subsample(questions, train_q, 5, seed=2))
 
 
+@pytest.mark.slow
 def test_curve_command_keeps_one_test_set(runner, tmp_path):
     res = runner.invoke(main, ["-q", "curve", "--model", "bundled", "--sizes", "5,10,all",
                                "--seeds", "2", "--epochs", "3", "--jobs", "1", "--out", "c"])

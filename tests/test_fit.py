@@ -35,6 +35,7 @@ def test_fit_cli_errors(runner):
     assert res.exit_code != 0 and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_the_reference_regression_command_reaches_r2_099(tmp_path):
     """docs/references.md: 1-64-64-1 ReLU on a noisy cubic, full-batch GD at lr 0.01, 900
     epochs, R^2 about 0.99 (0.9458 while our targets were standardised)."""

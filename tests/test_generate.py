@@ -345,6 +345,7 @@ def test_openai_key_is_used_but_never_printed_or_written(tmp_path):
             assert SECRET.encode() not in f.read_bytes(), f
 
 
+@pytest.mark.slow
 def test_openai_sigkill_mid_run_then_resume(tmp_path):
     out = tmp_path / "gen.csv"
     journal = out.with_suffix(".jsonl")

@@ -1,5 +1,6 @@
-"""Every optimizer agrees with torch.optim over 100 steps of random gradients (float64),
-and the line search keeps the Armijo condition at every accepted step."""
+"""Every optimizer agrees with torch.optim over 100 steps of random gradients (float64;
+skipped, those tests alone, without torch), and the line search keeps the Armijo condition at
+every accepted step."""
 
 import numpy as np
 import pytest
@@ -7,8 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.optimizers import OPTIMIZERS, make_optimizer
-
-torch = pytest.importorskip("torch")
 
 CASES = [
     ("sgd", "SGD", dict(lr=0.05)),
@@ -36,7 +35,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,torch_name,hp", CASES, ids=lambda v: str(v))
-def test_agrees_with_torch_optim(name, torch_name, hp):
+def test_agrees_with_torch_optim(name, torch_name, hp, torch):
     rng = np.random.default_rng(0)
     shapes = {"W": (4, 3), "b": (3,)}
     params = {k: rng.standard_normal(s) for k, s in shapes.items()}

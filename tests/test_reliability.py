@@ -171,6 +171,7 @@ def test_two_trains_on_one_run_dir_both_land(tmp_path):
 
 
 # ------------------------------------------------------------- 4-5. hangs, Ctrl-C
+@pytest.mark.slow
 def test_a_dripping_server_is_timed_out(tmp_path):
     from pipeline.llm import TransientError, make_backend
 
@@ -269,6 +270,7 @@ def test_long_texts_are_cut_and_named(caplog):
     assert any("row(s) 3" in r.message for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_a_megabyte_field_costs_little_to_embed(tmp_path, monkeypatch):
     from pipeline.corpus.embed import EmbedOptions, embed_stage
 
@@ -322,6 +324,7 @@ def test_a_finished_replacement_drops_the_old_copy(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_two_embeds_at_once_keep_every_vector(tmp_path):
     """Two `qa embed` processes on different inputs share one text cache: both finish and the
     cache holds the vectors of both (it used to keep one run's)."""

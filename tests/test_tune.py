@@ -122,6 +122,7 @@ def _keys(path: Path) -> list[tuple]:
     return [(r["optimizer"], r["phase"], r["lr"], r["seed"]) for r in recs]
 
 
+@pytest.mark.slow
 def test_kill_mid_tune_then_rerun_loses_and_duplicates_nothing(tmp_path):
     data = processed_with_questions(tmp_path / "proc", n_q_train=60, d=256)
     out = tmp_path / "tune"
@@ -173,6 +174,7 @@ def _comparable(tuned: dict) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_gives_the_local_result(qdata, tmp_path):
     from distributed import LocalCluster
 

@@ -31,6 +31,7 @@ def small_run(tmp_path_factory):
     return data, out
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_and_non_trivial(small_run):
     from matplotlib.image import imread
 
@@ -43,6 +44,7 @@ def test_every_figure_is_written_and_non_trivial(small_run):
     assert "tsne" in names and "landscape" in names and "time" in names
 
 
+@pytest.mark.slow
 def test_report_references_existing_files(small_run):
     _, out = small_run
     report = (out / "report.md").read_text()
@@ -55,6 +57,7 @@ def test_report_references_existing_files(small_run):
         assert f"| {opt} |" in report
 
 
+@pytest.mark.slow
 def test_landscape_is_exact_at_the_final_weights(small_run):
     data, out = small_run
     X, y = np.load(data / "X_train.npy"), np.load(data / "y_train.npy").astype(float)
@@ -74,6 +77,7 @@ def test_visualize_without_run_is_an_error(runner):
     assert res.exit_code != 0 and "qa train" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_run_skips_up_to_date_stages(runner, monkeypatch):
     args = ["-q", "run", "--model", "bundled", "--seeds", "1", "--epochs", "3", "--jobs", "1",
             "-o", "gd", "-o", "adam"]
@@ -92,6 +96,7 @@ def test_run_skips_up_to_date_stages(runner, monkeypatch):
     assert res.output.strip().endswith(report)
 
 
+@pytest.mark.slow
 def test_run_regenerate_uses_the_generated_set(runner, tmp_path):
     import json as _json
     from pathlib import Path as _Path
@@ -109,6 +114,7 @@ def test_run_regenerate_uses_the_generated_set(runner, tmp_path):
     assert _json.loads((latest / "meta.json").read_text())["input"].endswith("generated.csv")
 
 
+@pytest.mark.slow
 def test_visualize_a_tiny_run(processed, tmp_path, runner):
     """One optimizer, one seed, one full-batch epoch: a 2-point path still gets every figure."""
     out = tmp_path / "tiny"
@@ -128,6 +134,7 @@ def test_pca_plane_of_a_straight_path():
     assert ratio[0] == pytest.approx(1.0) and ratio[1] == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_report_describes_the_run_it_reports(processed, tmp_path, runner):
     """Batch sizes and optimizers come from the run, not from the defaults."""
     run = tmp_path / "run"
