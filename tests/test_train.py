@@ -16,6 +16,7 @@ from pipeline.core.files import atomic_save_npy
 from tests.conftest import make_processed
 
 
+@pytest.mark.slow
 def test_study_all_optimizers_200x2049(tmp_path, runner):
     data = make_processed(tmp_path / "big", n_train=160, n_test=40, d=2048)
     out = tmp_path / "run"
