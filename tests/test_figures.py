@@ -49,8 +49,8 @@ def check(saved, at_least: int) -> None:
 
 
 def test_train_and_visualize_figures(runner, processed, saved):
-    res = runner.invoke(main, ["-q", "train", "--data", str(processed), "-o", "gd,sgd,linesearch", "--seeds", "2",
-                               "--epochs", "4", "--out", "run"])
+    res = runner.invoke(main, ["-q", "train", "--data", str(processed), "-o", "gd,sgd,linesearch",
+                               "--seeds", "2", "--epochs", "4", "--out", "run"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["-q", "visualize", "run"])
     assert res.exit_code == 0, res.output
