@@ -506,7 +506,12 @@ def curate_cmd(input_csv, out, embedder, min_cos, judge_llm, backend, hosts, con
       qa curate --judge-llm hf.co/ytu-ce-cosmos/Turkish-Gemma-9b-T1-GGUF:Q4_K_M
     """
     from pipeline.corpus.curate import CurateOptions, curate
+    from pipeline.corpus.generate import GenerateOptions
 
+    # the server options' constraints, declared once in GenerateOptions: checked before
+    # anything is embedded, judge or not
+    GenerateOptions(backend=backend, hosts=hosts, concurrency=concurrency,
+                    connect_timeout=connect_timeout, read_timeout=read_timeout).validate()
     path, summary = curate(CurateOptions(
         input=input_csv, out=out, embedder=embedder, min_cos=min_cos, judge_model=judge_llm,
         backend=backend, hosts=hosts, concurrency=concurrency, connect_timeout=connect_timeout,

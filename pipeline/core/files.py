@@ -249,14 +249,14 @@ def is_ours(path: Path) -> bool:
 def check_replaceable(path: Path, option: str = "--out", kind: str | None = None) -> None:
     """Refuse to put output into ``path`` unless it is missing, empty, or ours; with ``kind``,
     also one of ours that holds another kind of output. The one rule for every stage that
-    writes a directory: call it before any work, then :func:`claim_dir` to write."""
+    writes a directory: call it before any work, then :func:`claim_dir` to write. A folder
+    that cannot be written is refused here too (:func:`check_writable`)."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        check_writable(path, option)
         return
     if not path.is_dir():
         raise UserError(f"{path} exists and is not a directory; choose another {option}")
-    if not any(path.iterdir()):
-        return
     if not is_ours(path):
         raise UserError(f"{path} is not empty and was not made by qa; refusing to write into "
                         f"it (its files would be lost): choose a new or empty {option}")
@@ -265,6 +265,26 @@ def check_replaceable(path: Path, option: str = "--out", kind: str | None = None
         raise UserError(f"{path} was made by {DIR_KINDS.get(have, have)}, not by "
                         f"{DIR_KINDS.get(kind, kind)}; refusing to write into it (its files "
                         f"would be replaced): choose another {option}")
+    check_writable(path, option)  # only now: nothing is created in a folder of the user's
+
+
+def check_writable(path: Path, option: str = "--out") -> None:
+    """Refuse an output directory that cannot be written: ``path`` itself when it exists,
+    else the nearest folder above it that does. Tried by creating (and removing) a temp
+    file there, since ``os.access`` says yes to root on a folder only a mount makes
+    read-only. Called before any work, so that a long run never ends unable to write."""
+    p = Path(path).absolute()
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        return  # not a folder: the caller says so, naming it
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p, prefix=".qa-write-test.", suffix=TEMP_SUFFIX)
+    except OSError as e:
+        raise UserError(f"cannot write in {p} ({e.strerror or e}); choose another {option}") \
+            from None
+    os.close(fd)
+    Path(tmp).unlink(missing_ok=True)
 
 
 def claim_dir(path: Path, kind: str, option: str = "--out") -> Path:
@@ -547,6 +567,31 @@ def read_latest(parent: Path) -> Path | None:
         return None
     target = parent / name  # an absolute name stays absolute
     return target if name and target.is_dir() else None
+
+
+def no_latest_error(parent: Path, what: str, holds: str, fix: str) -> UserError:
+    """Why :func:`read_latest` found nothing in ``parent``, as the error to raise: no entry
+    at all, or a LATEST naming one that is gone (then the ``parent``'s entries holding the
+    file ``holds`` are listed, newest first, to pass instead). ``fix`` says how to make one,
+    e.g. "run `qa embed` first or pass --data DIR"."""
+    marker = Path(parent) / config.LATEST_FILE
+    try:
+        named = marker.read_text(encoding="utf-8").strip() if marker.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        named = ""
+    if not named:
+        return UserError(f"no {what} in {parent}; {fix}")
+    try:
+        have = sorted((p for p in Path(parent).iterdir() if (p / holds).is_file()),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        have = []
+    gone = f"{marker} names {named}, which is gone"
+    if not have:
+        return UserError(f"{gone}, and {parent} holds no other {what}; {fix}")
+    more = f" (and {len(have) - 3} more)" if len(have) > 3 else ""
+    return UserError(f"{gone}; {fix.rpartition(' or ')[2]} with one of: "
+                     f"{', '.join(str(p) for p in have[:3])}{more}")
 
 
 # ----------------------------------------------------------------------- JSONL journals

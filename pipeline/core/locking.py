@@ -9,6 +9,7 @@ release. Workers are never forked while a lock is held (they would inherit it).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -21,13 +22,22 @@ from pipeline.core.files import UserError, ensure_dir
 log = logging.getLogger(__name__)
 
 
+NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+
+
 def lock_path_for(target: Path) -> Path:
     """The lock file of a file or directory: a hidden sibling, ``.<name>.lock``, of the real
-    path, so that every alias (a symbolic link to it, or to a folder above it) takes one lock."""
+    path, so that every alias (a symbolic link to it, or to a folder above it) takes one lock.
+    A name too long for that (a 250-character --out) is locked as ``.<its start>-<hash>.lock``."""
     real = Path(target).resolve()
     if not real.name:
         raise UserError(f"{target} is the root directory; choose another --out")
-    return real.with_name(f".{real.name}.lock")
+    name = f".{real.name}.lock"
+    if len(name.encode()) > NAME_MAX:
+        digest = hashlib.sha256(real.name.encode()).hexdigest()[:16]
+        start = real.name.encode()[:100].decode(errors="ignore")
+        name = f".{start}-{digest}.lock"
+    return real.with_name(name)
 
 
 def _owner_of(fd: int) -> str:
@@ -90,8 +100,13 @@ class FileLock:
                 log.warning("took over a stale lock on %s left by %s, which is no longer running",
                             self.what, stale)
             info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info).encode(), 0)
+            except OSError as e:
+                # a full disk: the flock holds all the same (the owner line only informs), and
+                # the holder can then remove what a run killed by that full disk left behind
+                log.debug("could not write the owner of %s: %s", self.path, e)
             self.fd = fd
             return
 

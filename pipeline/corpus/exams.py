@@ -109,7 +109,7 @@ def convert(records: list[dict], distractors: str = config.EXAMS_DISTRACTORS,
             skipped["no usable wrong option"] += 1
             continue
         picked = [usable[int(rng.integers(len(usable)))]] if distractors == "one" else usable
-        info = rec.get("info") or {}
+        info = rec.get("info") if isinstance(rec.get("info"), dict) else {}  # optional metadata
         base = {"question": stem, "topic": info.get("subject", ""), "source": "exams-tr",
                 "exams_id": rid, "exams_split": rec["_split"], "grade": info.get("grade", "")}
         fresh = [t for t in picked if (stem, t, -1) not in pairs]

@@ -13,7 +13,14 @@ import numpy as np
 
 from pipeline.core import config
 from pipeline.core.errors import UserError
-from pipeline.core.files import check_regular_input, read_error, read_json, read_latest, sha256_file
+from pipeline.core.files import (
+    check_regular_input,
+    no_latest_error,
+    read_error,
+    read_json,
+    read_latest,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +143,8 @@ def resolve_data_dir(data: Path | None) -> Path:
         return Path(data)
     latest = read_latest(config.PROCESSED_DIR)
     if latest is None:
-        raise UserError(
-            f"no processed data in {config.PROCESSED_DIR}; run `qa embed` first or pass --data DIR"
-        )
+        raise no_latest_error(config.PROCESSED_DIR, "processed data", "X_train.npy",
+                              "run `qa embed` first or pass --data DIR")
     return latest
 
 

@@ -49,11 +49,20 @@ def compare_command(base: MnistConfig, optimizers: list[str], lrs: dict[str, flo
     unknown = [n for n in lrs if n not in optimizers]
     if unknown:
         raise UserError(f"--lr {unknown[0]}=... names an optimizer not in --optimizers")
+    if base.val_size == 0:
+        raise UserError("the comparison reports validation curves and accuracy: --val-size "
+                        "must be > 0")
+    cfgs = {name: MnistConfig(**{**asdict(base), "optimizer": name, "lr": lrs.get(name, base.lr)})
+            for name in dict.fromkeys(optimizers)}
+    for name, cfg in cfgs.items():  # every optimizer's settings before the first one trains
+        try:
+            cfg.validate()
+        except UserError as e:
+            raise UserError(f"{name}: {e}") from None
     check_replaceable(Path(out), kind="mnist-compare")  # before training
     data = resolve_data(data_dir, download, show_progress)
     results, curves = {}, {}
-    for name in dict.fromkeys(optimizers):
-        cfg = MnistConfig(**{**asdict(base), "optimizer": name, "lr": lrs.get(name, base.lr)})
+    for name, cfg in cfgs.items():
         steps = _Steps()
         opt_box = {}
 

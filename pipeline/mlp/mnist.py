@@ -361,6 +361,7 @@ def sweep_command(base: MnistConfig, grid: SweepGrid, data_dir: Path | None, out
 
     from pipeline.core.workers import process_pool
 
+    check_at_least("--jobs", jobs, 1)
     if base.val_size == 0:
         raise UserError("the sweep ranks settings by validation accuracy: --val-size must be > 0")
     check_replaceable(Path(out), kind="mnist-sweep")  # before training

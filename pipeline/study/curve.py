@@ -57,6 +57,8 @@ class CurveOptions:
                             f"{', '.join(config.STUDY_DEFAULTS)}")
         check_at_least("--seeds", self.seeds, 1)
         check_at_least("--epochs", self.epochs, 1)
+        if self.jobs is not None:
+            check_at_least("--jobs", self.jobs, 1)
 
 
 # ----------------------------------------------------------------------------- baselines

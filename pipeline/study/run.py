@@ -41,6 +41,9 @@ def run_all(embed: EmbedOptions, input_csv: Path | None, study: StudyConfig,
     """[generate ->] [curate ->] embed -> train -> visualize; returns the report's path.
     Curation runs when a judge model is given and there is a generated set to curate."""
     t0 = time.perf_counter()
+    for opts in (study, embed, gen):  # every stage's options before the first stage runs
+        if opts is not None:
+            opts.validate()
     if input_csv is None and needs_generation(regenerate):
         log.info("[0/3] generate")
         if regenerate:

@@ -28,6 +28,7 @@ from pipeline.core.files import (
     UserError,
     atomic_write_json,
     claim_dir,
+    no_latest_error,
     read_json,
     read_latest,
     recover_dir,
@@ -50,7 +51,8 @@ def resolve_run_dir(run_dir: Path | None) -> Path:
         return Path(run_dir)
     latest = read_latest(config.RUNS_DIR)
     if latest is None:
-        raise UserError(f"no run in {config.RUNS_DIR}; run `qa train` first or pass RUN_DIR")
+        raise no_latest_error(config.RUNS_DIR, "run", "summary.json",
+                              "run `qa train` first or pass RUN_DIR")
     return latest
 
 

@@ -36,8 +36,21 @@ from models.optimizers import make_optimizer
 from models.tanh_regression import TanhEnsemble, TanhRegression, init_weights
 from models.training import DivergenceError, TrainConfig, train, train_members
 from pipeline.core import config
-from pipeline.core.errors import UserError, check_at_least, check_fraction, check_positive
-from pipeline.core.files import append_jsonl, atomic_write_json, claim_dir, read_json, read_jsonl, stamp_key
+from pipeline.core.errors import (
+    UserError,
+    check_at_least,
+    check_fraction,
+    check_positive,
+    first_line,
+)
+from pipeline.core.files import (
+    append_jsonl,
+    atomic_write_json,
+    claim_dir,
+    read_json,
+    read_jsonl_numbered,
+    stamp_key,
+)
 from pipeline.core.locking import FileLock, lock_path_for
 from pipeline.corpus.processed import Dataset, load_processed
 from pipeline.study.stats import bootstrap_ci, choose_lr, directness, up_fraction
@@ -77,6 +90,12 @@ class TuneOptions:
         check_positive("the high end of --lr-range", hi)
         if not lo <= hi:
             raise UserError(f"--lr-range {lo:g}:{hi:g} runs backwards; write LOW:HIGH")
+        f32 = np.finfo(np.float32)  # the trials train in float32: a rate beyond it is 0 or inf
+        tiny, big = float(f32.tiny), float(f32.max)
+        if lo < tiny or hi > big:
+            raise UserError(f"--lr-range {lo:g}:{hi:g} leaves float32, the precision the trials "
+                            f"train in ({tiny:.2g} to {big:.2g}); choose rates inside it, e.g. "
+                            f"{config.TUNE_LR_RANGE[0]:g}:{config.TUNE_LR_RANGE[1]:g}")
         if self.select not in SELECT:
             raise UserError(f"--select must be {' or '.join(SELECT)}, got {self.select!r}")
         check_at_least("--tune-seeds", self.tune_seeds, 1)
@@ -88,6 +107,8 @@ class TuneOptions:
         for name, bs in self.batch_size.items():
             if bs is not None:
                 check_at_least(f"the batch size of {name}", bs, 1)
+        if self.jobs is not None:
+            check_at_least("--jobs", self.jobs, 1)
 
     def grid(self) -> list[float]:
         lo, hi = self.lr_range
@@ -108,7 +129,8 @@ def validation_mask(ds: Dataset, fraction: float, seed: int = config.TUNE_SPLIT_
 
     Whole questions go to one side, stratified by each question's label pattern, with the
     questions read from the processed dir's rows.csv (train rows first, in X_train order).
-    Without rows.csv every row is its own group (said in the log).
+    Without rows.csv every row is its own group (said in the log); a rows.csv that cannot be
+    read, or that lists other rows, is an error naming it.
     """
     from pipeline.corpus.pairs import grouped_split
 
@@ -118,24 +140,46 @@ def validation_mask(ds: Dataset, fraction: float, seed: int = config.TUNE_SPLIT_
         log.warning("%s has no rows.csv: validation rows are drawn row by row, so a question "
                     "may sit on both sides", ds.path)
         questions = [str(i) for i in range(n)]
-    return grouped_split(questions, ds.y_train.astype(int), fraction, seed)
+    n_q = len(set(questions))
+    if n_q < 2:
+        raise UserError(f"the training rows of {ds.path} hold {n_q} question(s); tuning needs "
+                        "at least two (some to fit, some to validate on)")
+    try:
+        return grouped_split(questions, ds.y_train.astype(int), fraction, seed)
+    except UserError:  # one side empty: say so in the words of this command's option
+        way = "larger" if fraction < 0.5 else "smaller"
+        raise UserError(f"--val-fraction {fraction:g} of {n_q} training questions leaves no "
+                        f"question on one side; pass a {way} --val-fraction (the default is "
+                        f"{config.TUNE_VAL_FRACTION:g})") from None
 
 
 def _train_questions(ds: Dataset) -> list[str] | None:
     """The question of every training row, from rows.csv (read with the csv module: pandas
-    would add a quarter of a second to every `qa tune`)."""
+    would add a quarter of a second to every `qa tune`); None when there is no rows.csv."""
     import csv
 
+    from pipeline.core.files import check_regular_input
+
     f = ds.path / "rows.csv"
+    if not f.exists() and not f.is_symlink():
+        return None
+    fix = ("rebuild the processed dir with `qa embed`, or delete it (validation rows are then "
+           "drawn row by row)")
+    check_regular_input(f, "rows file", fix)  # a FIFO would block
     try:
         with open(f, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{f} is unreadable ({type(e).__name__}: {first_line(e)[:80]}); "
+                        f"{fix}") from None
     if not rows or "split" not in rows[0] or "question" not in rows[0]:
-        return None
+        raise UserError(f"{f} is not a rows file of `qa embed` (no rows with the columns "
+                        f"question and split); {fix}")
     train = [r["question"] for r in rows if r["split"] == "train"]
-    return train if len(train) == len(ds.y_train) else None
+    if len(train) != len(ds.y_train):
+        raise UserError(f"{f} lists {len(train)} training rows but X_train.npy holds "
+                        f"{len(ds.y_train)}; {fix}")
+    return train
 
 
 # ------------------------------------------------------------------------------- trials
@@ -220,11 +264,11 @@ class TrialLog:
         self.path = path
         fix = "delete that line (the trial is run again) and rerun"
         self.trials: dict[tuple, dict] = {}
-        for no, rec in enumerate(read_jsonl(path, fix), 1):
-            try:
-                self.trials[_trial_key(rec)] = rec
-            except (KeyError, TypeError, ValueError):
-                raise UserError(f"{path} line {no} is not a trial record; {fix}") from None
+        for no, rec in read_jsonl_numbered(path, fix):
+            wrong = _not_a_trial(rec)
+            if wrong:
+                raise UserError(f"{path} line {no} {wrong}; {fix}")
+            self.trials[_trial_key(rec)] = rec
 
     def add(self, records: list[dict]) -> None:
         new = [r for r in records if _trial_key(r) not in self.trials]
@@ -241,6 +285,42 @@ def _trial_key(rec: dict) -> tuple:
     return rec["optimizer"], rec["phase"], float(rec["lr"]), int(rec["seed"])
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _not_a_trial(rec: dict) -> str | None:
+    """What keeps ``rec`` from being a trial record as :func:`_trial_record` writes it (one
+    clause naming the key and its value), or None. Checked on reading, so that a hand-edited
+    or corrupt value is one line naming its line, not a failure deep in the statistics."""
+    for key in ("optimizer", "phase", "lr", "seed"):
+        if key not in rec:
+            return f'lacks "{key}"'
+    if not isinstance(rec["optimizer"], str):
+        return f'has "optimizer" {rec["optimizer"]!r}, not a name'
+    if rec["phase"] not in ("tune", "final"):
+        return f'has "phase" {rec["phase"]!r}, not "tune" or "final"'
+    seed = rec["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        return f'has "seed" {seed!r}, not a whole number'
+    if not (_is_number(rec["lr"]) and rec["lr"] > 0 and math.isfinite(rec["lr"])):
+        return f'has "lr" {rec["lr"]!r}, not a positive number'
+    for key, v in rec.items():
+        if key in ("optimizer", "phase", "seed", "lr"):
+            continue
+        if key == "diverged":
+            ok = isinstance(v, str)
+        elif key == "curve":
+            ok = isinstance(v, dict) and all(isinstance(c, list) and all(map(_is_number, c))
+                                             for c in v.values())
+        else:  # a metric; the two "to target" ones are null when the target was never hit
+            ok = _is_number(v) or (v is None and key in ("updates_to_target",
+                                                         "time_to_target_s"))
+        if not ok:
+            return f'has "{key}" {str(v)[:40]!r}, not {"a text" if key == "diverged" else "a number"}'
+    return None
+
+
 # ------------------------------------------------------------------------------ the stage
 def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
          show_progress: bool = True) -> Path:
@@ -251,12 +331,14 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
     opts.validate()
     data_dir = resolve_data_dir(data)
     ds = load_processed(data_dir)
+    jobs = opts.jobs or default_jobs()
+    check_memory(opts, len(ds.y_train), ds.X_train.shape[1], jobs)
+    val = validation_mask(ds, opts.val_fraction)  # before the dir is made: it may refuse
     suffix = "" if opts.select == "val" else f"-select-{opts.select}"  # one report per rule
     out_dir = Path(out) if out is not None else config.TUNE_DIR / (data_dir.resolve().name + suffix)
     with FileLock(lock_path_for(out_dir), f"tune dir {out_dir}", command="qa tune"):
         claim_dir(out_dir, "tune" if opts.select == "val" else f"tune-select-{opts.select}")
-        _check_same_protocol(out_dir, opts, data_fingerprint(ds), data_dir)
-        val = validation_mask(ds, opts.val_fraction)
+        earlier = _check_same_protocol(out_dir, opts, data_fingerprint(ds), data_dir)
         arrays = {"X_fit": ds.X_train[~val], "y_fit": ds.y_train[~val],
                   "X_val": ds.X_train[val], "y_val": ds.y_train[val],
                   "X_train": ds.X_train, "y_train": ds.y_train,
@@ -268,9 +350,10 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
         t0 = time.perf_counter()
         with ThreadPoolExecutor(1) as side:  # the report's set-up, once a core is spare
             setup: list[Future] = []
-            _run_all(opts, trials, arrays, opts.jobs or default_jobs(), show_progress,
+            _run_all(opts, trials, arrays, jobs, show_progress,
                      on_spare_core=lambda: setup.append(side.submit(_report_setup, ds)))
             base = setup[0].result() if setup else _report_setup(ds)
+        opts = _with_finished(opts, earlier, trials)  # the report keeps what the dir holds
         tuned = summarise(opts, trials)
         tuned["_meta"] = {"data": str(data_dir), "n_fit": int((~val).sum()),
                           "n_val": int(val.sum()), "n_test": len(ds.y_test),
@@ -299,26 +382,111 @@ def _report_setup(ds: Dataset) -> dict:
 
 
 def _check_same_protocol(out_dir: Path, opts: TuneOptions, fingerprint: str,
-                         data_dir: Path) -> None:
+                         data_dir: Path) -> dict[str, int | None]:
     """A rerun continues only the same protocol on the same data; anything else must go to a
-    new output dir (finished trials of another protocol would mix in)."""
+    new output dir (finished trials of another protocol would mix in). The optimizers may
+    differ: each keeps its batch size. Returns the batch sizes of the optimizers tuned here
+    before that ``opts`` does not name."""
     protocol = {"data": fingerprint, "grid": opts.grid(), "epochs": opts.epochs,
                 "tune_seeds": opts.tune_seeds, "final_seeds": opts.final_seeds,
                 "val_fraction": opts.val_fraction, "target_loss": opts.target_loss,
-                "batch_size": {n: opts.batch_for(n) for n in opts.optimizers},
                 "trajectory_points": opts.trajectory_points}
-    key = stamp_key(protocol)
+    batch = {n: opts.batch_for(n) for n in opts.optimizers}
     meta = out_dir / "meta.json"
+    before: dict = {}
     if meta.exists():
-        old = read_json(meta, "delete it, or pass --out NEW")
-        if old.get("key") != key:
-            prev = old.get("protocol", {})
-            diff = [k for k in protocol if k != "batch_size" and prev.get(k) != protocol[k]]
+        prev = read_json(meta, "delete it, or pass --out NEW").get("protocol")
+        prev = prev if isinstance(prev, dict) else {}
+        before = prev.get("batch_size") if isinstance(prev.get("batch_size"), dict) else {}
+        diff = [k.replace("_", " ") for k in protocol if prev.get(k) != protocol[k]]
+        diff += [f"batch size of {n} ({before[n]} there, {batch[n]} now)"
+                 for n in batch if n in before and before[n] != batch[n]]
+        if diff:
             raise UserError(f"{out_dir} holds trials of another protocol (different "
-                            f"{', '.join(diff) or 'batch sizes'}); pass --out NEW for this one "
-                            "(or delete that dir)")
+                            f"{', '.join(diff)}); pass --out NEW for this one (or delete that "
+                            "dir)")
+    merged = {**before, **batch}
+    if not meta.exists() or merged != before:  # a new dir, or new optimizers in it
+        full = {**protocol, "batch_size": merged}
+        atomic_write_json(meta, {"key": stamp_key(full), "protocol": full,
+                                 "data_dir": str(data_dir)})
+    return {n: bs for n, bs in before.items() if n not in batch}
+
+
+def _with_finished(opts: TuneOptions, earlier: dict[str, int | None],
+                   trials: TrialLog) -> TuneOptions:
+    """``opts`` widened to the optimizers of ``earlier`` (tuned in this dir before, under the
+    same protocol) whose trials are all there, so that tuning some optimizers again adds to
+    the report instead of shrinking it to them."""
+    from dataclasses import replace
+
+    extra = {}
+    for name, bs in earlier.items():
+        if name not in config.STUDY_DEFAULTS:  # a plug-in not loaded this time
+            continue
+        one = replace(opts, optimizers=(name,), batch_size={**opts.batch_size, name: bs})
+        if not _missing(trials, _spec(name, "tune", one.grid(), one)) \
+                and not _missing(trials, _final_spec(name, one, trials)):
+            extra[name] = bs
+    if not extra:
+        return opts
+    log.info("the report also covers %s, tuned earlier in this dir", ", ".join(extra))
+    order = list(config.STUDY_DEFAULTS)
+    names = sorted({*opts.optimizers, *extra}, key=order.index)
+    return replace(opts, optimizers=tuple(names), batch_size={**opts.batch_size, **extra})
+
+
+# ---------------------------------------------------------------------------- memory
+# What one ensemble member of a trial task holds at its peak, measured with tracemalloc
+# (2,000 members; 130-2,000 rows; 16-769 features; gd to adam): its history (~300 B an
+# epoch), weights, gradient and optimizer state (~10 floats a feature), its shuffle and
+# activations (~16 B a row), and its record with the rest (~5 KB). The records of every
+# trial also come back to this process (~2 KB each).
+MEMBER_BYTES = {"fixed": 5_000, "epoch": 300, "feature": 40, "row": 16}
+RECORD_BYTES = 2_000
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the kernel's MemAvailable, or the room left
+    under a cgroup (v2) limit when that is less; None where neither is known."""
+    room = []
+    try:
+        with open("/proc/meminfo") as f:
+            room += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            room.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(room) if room else None
+
+
+def check_memory(opts: TuneOptions, n_rows: int, n_features: int, jobs: int) -> None:
+    """Refuse, before any work, a run whose ensembles would not fit in memory: every tuning
+    trial of an optimizer trains at once, ``budget`` x ``tune_seeds`` members, and up to
+    ``jobs`` optimizers train side by side (on a Dask cluster, elsewhere: then only the
+    records that come back here count)."""
+    import os
+
+    avail = available_memory()
+    if avail is None:
         return
-    atomic_write_json(meta, {"key": key, "protocol": protocol, "data_dir": str(data_dir)})
+    members = opts.budget * opts.tune_seeds
+    each = (MEMBER_BYTES["fixed"] + MEMBER_BYTES["epoch"] * (opts.epochs + 1)
+            + MEMBER_BYTES["feature"] * n_features + MEMBER_BYTES["row"] * n_rows)
+    remote = opts.scheduler or os.environ.get(config.SCHEDULER_ENV)
+    side_by_side = 0 if remote else min(jobs, len(opts.optimizers))
+    need = members * (each * side_by_side + RECORD_BYTES * len(opts.optimizers))
+    if need > avail:
+        gib = 2 ** 30
+        raise UserError(f"--budget {opts.budget} x --tune-seeds {opts.tune_seeds} trains "
+                        f"{members:,} members at once per optimizer ({opts.epochs} epochs, "
+                        f"{side_by_side or 'none'} side by side here): about {need / gib:.1f} GiB, "
+                        f"more than the {avail / gib:.1f} GiB available; lower --budget or "
+                        "--tune-seeds (or --jobs, --epochs)")
 
 
 def _spec(name: str, phase: str, lrs: list[float], opts: TuneOptions) -> dict:
