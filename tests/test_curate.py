@@ -62,6 +62,8 @@ def judge_of(df, disputed=frozenset()):
     label = {(q, a): lab == 1 for q, a, lab in zip(df.question, df.answer, df.label, strict=True)}
 
     def judge(prompt: str) -> bool:
+        if "İkinci soru: " in prompt:  # two questions with the same answers: never the same
+            return False
         q = prompt.split("Soru: ", 1)[1].split("\n", 1)[0]
         a = prompt.split("Cevap: ", 1)[1].split("\n", 1)[0]
         return label[(q, a)] != (q in disputed)

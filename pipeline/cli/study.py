@@ -191,8 +191,7 @@ def generate_cmd(llm, n, out, backend, hosts, concurrency, connect_timeout, read
 @main.command("embed")
 @embedder_option("Sentence embedder")
 @option("--input", "input_csv", type=click.Path(path_type=Path), default=None,
-        help="Pairs CSV (question,answer,label). Default: data/raw/curated.csv, else "
-             "data/raw/generated.csv if it exists, else the bundled data/raw/qa_pairs.csv.")
+        help=f"Pairs CSV (question,answer,label). Default: {config.DEFAULT_INPUT_HELP}.")
 @option("--out", type=click.Path(path_type=Path), default=None,
         help="Processed dir. Default: data/processed/<input>-<embedder>-<features>-<key>.")
 @option("--features", type=click.Choice(config.FEATURES), default=config.EMBED_FEATURES,
@@ -290,8 +289,7 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
 @option("--features", type=click.Choice(config.FEATURES), default=config.EMBED_FEATURES,
         show_default=True, help="Feature vectors built from the embeddings.")
 @option("--input", "input_csv", type=click.Path(path_type=Path), default=None,
-        help="Pairs CSV (default: curated.csv, else generated.csv if present, else the "
-             "bundled set).")
+        help=f"Pairs CSV (default: {config.DEFAULT_INPUT_HELP}).")
 @option("--regenerate", is_flag=True,
         help="Generate a new dataset first (the old one is kept, renamed).")
 @option("--llm", "llm", hidden_aliases=("--gen-model",), default=config.GEN_MODEL,
@@ -312,7 +310,8 @@ def run_cmd(embedder, features, input_csv, regenerate, llm, n, backend, hosts, c
     up to date (curation runs with --judge-llm).
 
     Generation runs only with --regenerate, to finish an interrupted `qa generate`, or when
-    there is no dataset at all; otherwise the generated set (or the bundled one) is used.
+    there is no dataset at all; otherwise the generated set (or the bundled one) is used, or
+    data/raw/curated.csv in its place while it is the curation of that very file.
 
     \b
     Examples:
@@ -480,11 +479,14 @@ def curve_cmd(input_csv, sizes, features, optimizers, seeds, epochs, embedder, j
 
 @main.command("curate")
 @option("--input", "input_csv", type=click.Path(path_type=Path),
-        default=config.GENERATED_CSV, show_default=True, help="Generated pairs CSV.")
+        default=config.GENERATED_CSV, show_default=True,
+        help="Pairs CSV to curate, e.g. data/raw/qa_pairs.csv for the bundled set. qa embed "
+             "and qa run read the curated.csv made from it only while it is the curation of "
+             "the file they would otherwise read.")
 @option("--out", type=click.Path(path_type=Path), default=config.CURATED_CSV,
         show_default=True,
-        help="Curated CSV (qa embed prefers it); X.rejected.csv and the data card X.md go "
-             "beside it.")
+        help="Curated CSV; X.rejected.csv, the data card X.md (it records the input's "
+             "checksum) and the judge's journal X.judge.jsonl go beside it.")
 @embedder_option("Sentence embedder for near-duplicates, as for `qa embed`",
                  default=config.CURATE_EMBEDDER, old=())
 @option("--min-cos", default=config.CURATE_MIN_COS, show_default=True, type=float,
@@ -496,9 +498,15 @@ def curve_cmd(input_csv, sizes, features, optimizers, seeds, epochs, embedder, j
 @server_options
 def curate_cmd(input_csv, out, embedder, min_cos, judge_llm, backend, hosts, concurrency,
                connect_timeout, read_timeout):
-    """Drop near-duplicate questions and, with a judge LLM, disputed labels; keep a data card.
+    """Drop exact repeats, near-duplicate questions and, with a judge LLM, disputed labels;
+    keep a data card.
 
-    Every dropped row goes to X.rejected.csv with its reason: kept + rejected = input.
+    Every dropped row goes to X.rejected.csv with its reason: kept + rejected = input. Two
+    questions with the same correct answers are duplicates at a lower question cosine; below
+    it, the judge (if any) reads each such pair. A row or pair the judge gave no verdict for
+    fails the command (nothing is written); a rerun asks for just those. Without --input,
+    qa embed and qa run read data/raw/curated.csv only while it is the curation of the file
+    they would otherwise read (generated.csv, else the bundled set).
 
     \b
     Examples:

@@ -291,3 +291,34 @@ CURATE_MIN_COS = 0.96
 JUDGE_ATTEMPTS = 3  # requests per row before the judge's verdict counts as missing
 JUDGE_TEMPERATURE = 0.0  # the judge's verdict should not depend on sampling
 JUDGE_MAX_TOKENS = 256  # a verdict and a one-sentence reason
+# Questions whose correct answers are identical (the set of their +1 answers in Turkish normal
+# form) are duplicates at a lower question cosine: identical answers are strong evidence.
+# Measured with the bundled embedder. Bundled qa_pairs.csv: no two of its 100 questions share
+# a correct answer. Bundled exams_tr.csv (1,949 questions): 127 pairs of questions share one
+# (88 answers); read one by one, every pair at or above 0.9585 asks the same question in
+# other words (0.9896 down to 0.9585: "Bazik ortamda etki göstermeyen sindirim enzimi
+# hangisidir:" / "Hangi sindirim enzimi bazik ortamda etki göstermez?"), except "urasil ve
+# timin" at 0.9607, two wordings of which the second asks something the answer does not fit
+# (a mistranslation; the cosine rule above removes it anyway); the highest pair of distinct
+# questions is 0.9572 ("ribozomlar": organelles of prokaryotes / of both kinds of cell), and
+# distinct pairs go on below it (0.9524, 0.9186, ...) among rewordings (down to 0.8918). On
+# EXAMS this removes 2 questions the cosine rule keeps (0.9588, 0.9585), both rewordings.
+CURATE_SAME_ANSWER_COS = 0.958
+# Below that, down to this, only a reader can tell a rewording from another question: with a
+# judge LLM, each question's closest such partner goes to the judge ("World Wide Web'i kim
+# icat etti?" / "World Wide Web'in mucidi kimdir?", same answers, is 0.922); without one, the
+# pair stays and the data card counts it. 25 EXAMS pairs lie in [0.90, 0.958), and 22 go to
+# the judge (a question's closest partner only); no bundled pair does.
+CURATE_GREY_COS = 0.90
+# The similarity search goes through the question matrix a block of rows at a time, keeping
+# only the pairs above threshold: memory grows with the question count, not its square.
+# Measured on 100,000 x 384 random unit vectors (1,000 planted near-copies, 50 answers shared
+# by 2,000 questions each): 110 s on 2 shared cores, 923 MB peak for the whole process with
+# its 307 MB of vectors; the full matrices needed 1.27 GB for 10,000 questions (120 GB here).
+CURATE_BLOCK_BYTES = 256 << 20  # one float32 block of the (n, n) cosine matrix
+JUDGE_GIVE_UP = 20  # rows in a row without a verdict after which the judge is not asked more
+# What `qa embed`, `qa run` and `qa curve` read without --input (pairs.resolve_input), for help
+DEFAULT_INPUT_HELP = ("data/raw/generated.csv if it exists, else the bundled "
+                      "data/raw/qa_pairs.csv; data/raw/curated.csv in its place only while it is "
+                      "the curation of that very file (its data card records the checksum of "
+                      "the file it curated)")

@@ -4,19 +4,47 @@ and the split grouped by question."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.core import config
 from pipeline.core.errors import UserError, check_fraction, first_line
-from pipeline.core.files import check_regular_input
+from pipeline.core.files import check_regular_input, sha256_file
 
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------- input
+CURATED_FROM = "Curated from: `{input}` (sha256 `{sha256}`)."  # a line of the data card
+
+
+def curation_card(curated: Path) -> Path:
+    """The data card `qa curate` writes beside its curated CSV."""
+    return Path(curated).with_suffix(".md")
+
+
+def curated_input_sha(curated: Path) -> str | None:
+    """The checksum of the file ``curated`` was curated from, as its data card records it;
+    None when there is no card or it does not say (written by hand, or by an older qa)."""
+    try:
+        text = curation_card(curated).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = re.search(r"^- Curated from: .* \(sha256 `([0-9a-f]{64})`\)\.$", text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
 def resolve_input(path: Path | None) -> Path:
+    """``path`` (checked), else the default input of `qa embed`, `qa curve` and `qa run`.
+
+    The default is data/raw/generated.csv when it exists, else the bundled set; or, in its
+    place, data/raw/curated.csv when that is the curation of exactly that file (its data
+    card records the checksum of the file it curated). A curated set of another file, or of
+    an earlier version of it, is not read: curating the bundled set does not change what a
+    later `qa generate` feeds the study, nor does an old curation survive a new generation.
+    """
     if path is not None:
         path = config.resolve_bundled(Path(path))
         if not Path(path).exists():
@@ -24,17 +52,29 @@ def resolve_input(path: Path | None) -> Path:
         if Path(path).is_dir():
             raise UserError(f"input {path} is a directory; pass the pairs CSV inside it")
         return check_regular_input(path, "input", "pass a pairs CSV")
-    for made, what in ((config.CURATED_CSV, "curated"), (config.GENERATED_CSV, "generated")):
-        if made.exists():
-            log.info("input: %s (%s)", made, what)
-            return made
-    bundled = config.bundled_csv()
-    log.info("input: %s (bundled; run `qa generate` for your own)", bundled)
-    return bundled
+    if config.GENERATED_CSV.exists():
+        chosen, what = config.GENERATED_CSV, "generated"
+    else:
+        chosen, what = config.bundled_csv(), "bundled; run `qa generate` for your own"
+    curated = config.CURATED_CSV
+    if curated.is_file():
+        sha = curated_input_sha(curated)
+        if sha is not None and sha == sha256_file(chosen):
+            log.info("input: %s (the curation of %s, %s)", curated, chosen, what.split(";")[0])
+            return curated
+        why = ("its data card does not say which file it curates" if sha is None
+               else "it is the curation of another file, or of an earlier version of it")
+        log.warning("not reading %s: %s; reading %s instead (run `qa curate --input %s` to "
+                    "curate it)", curated, why, chosen, chosen)
+    log.info("input: %s (%s)", chosen, what)
+    return chosen
 
 
-def read_pairs(path: Path):
-    """Read and validate a pairs CSV: question, answer, label in {-1, +1}, no empty text."""
+def read_pairs(path: Path, keep_repeats: bool = False):
+    """Read and validate a pairs CSV: question, answer, label in {-1, +1}, no empty text.
+
+    A row that repeats an earlier one exactly (question, answer and label) is dropped with a
+    warning, or kept with ``keep_repeats`` (`qa curate` counts and lists them itself)."""
     import pandas as pd
 
     check_regular_input(path, "pairs CSV", "pass a pairs CSV")
@@ -64,10 +104,10 @@ def read_pairs(path: Path):
             i = int(np.flatnonzero(empty.to_numpy())[0])
             raise UserError(f"{path} row {i + 2}: empty {col}; fill it in or drop the row")
         df[col] = s
-    return _drop_duplicate_rows(df, path)
+    return _drop_duplicate_rows(df, path, keep_repeats)
 
 
-def _drop_duplicate_rows(df, path: Path):
+def _drop_duplicate_rows(df, path: Path, keep_repeats: bool = False):
     """A repeated (question, answer, label) row is dropped, with a warning naming its rows;
     the same question and answer with both labels is refused. A question may have several
     rows of either label (e.g. two correct answers): the split keeps them together."""
@@ -81,7 +121,7 @@ def _drop_duplicate_rows(df, path: Path):
             raise UserError(f"{path} rows {rows}: the same question and answer are labelled "
                             "both 1 and -1; keep one of them")
     dup = df.duplicated(["question", "answer", "label"])
-    if dup.any():
+    if dup.any() and not keep_repeats:
         rows = [int(i) + 2 for i in np.flatnonzero(dup.to_numpy())]
         log.warning("%s: dropped %d repeated row(s) (rows %s)", path, len(rows),
                     ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else ""))
