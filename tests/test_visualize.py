@@ -146,3 +146,88 @@ def test_report_describes_the_run_it_reports(processed, tmp_path, runner):
     assert "adam: batch 8, 20 updates per epoch" in report  # 160 rows / 8
     assert "gd: full batch, 1 update per epoch" in report
     assert "momentum" not in report and "RMSprop" not in report and "Line search" not in report
+
+
+# ------------------------------------------- rows of one table: seeds, epochs, timing
+def _table(report: str) -> dict[str, dict[str, str]]:
+    """The summary table of report.md: optimizer -> {column: cell}."""
+    lines = [ln for ln in report.splitlines() if ln.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for ln in lines[2:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(head, cells, strict=True))
+    return rows
+
+
+def _train(runner, processed, run, *args):
+    res = runner.invoke(main, ["-q", "train", "--data", str(processed), "--jobs", "1",
+                               "--out", str(run), *args])
+    assert res.exit_code == 0, res.output
+
+
+def _report(runner, run) -> str:
+    res = runner.invoke(main, ["-q", "visualize", str(run), "--tsne-points", "60"])
+    assert res.exit_code == 0, res.output
+    return (run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_report_rows_of_other_seeds_are_named_and_flagged(processed, tmp_path, runner):
+    """The README's `qa train --optimizer adam --seeds 3` on a run of 5-seed rows, in small:
+    each row says its seeds and how it was timed, no header claims one seed count for all, and
+    the report warns that the rows do not compare."""
+    run = tmp_path / "run"
+    _train(runner, processed, run, "-o", "gd,sgd", "--seeds", "3", "--epochs", "3")
+    _train(runner, processed, run, "-o", "adam", "--seeds", "2", "--epochs", "3")
+    report = _report(runner, run)
+    rows = _table(report)
+    assert {n: rows[n]["seeds"] for n in ("gd", "sgd", "adam")} == {"gd": "3", "sgd": "3",
+                                                                     "adam": "2"}
+    assert rows["adam"]["timed"] == "2 seeds in one pass"
+    assert rows["gd"]["timed"] == "3 seeds in one pass"
+    assert all(rows[n]["epochs"] == "3" for n in ("gd", "sgd", "adam"))
+    assert "(3 seeds)" not in report and "the seeds differ between optimizers" in report
+    assert "The rows are not all comparable" in report
+    assert "**Different numbers of seeds** (gd, sgd: 3; adam: 2)" in report
+    assert "**Timed by separate `qa train` commands** (gd, sgd; adam)" in report
+    assert "Different training lengths" not in report
+
+
+@pytest.mark.slow
+def test_report_of_one_command_claims_no_difference(processed, tmp_path, runner):
+    run = tmp_path / "run"
+    _train(runner, processed, run, "-o", "gd,adam", "--seeds", "2", "--epochs", "3")
+    report = _report(runner, run)
+    assert "not all comparable" not in report and "Different" not in report
+    assert "seeds 0, 1 for every optimizer" in report
+    assert "does not record whether its optimizers were trained by one `qa train`" in report
+    assert "Epochs therefore flatter" in report  # gd full batch, adam batch 1
+
+
+@pytest.mark.slow
+def test_report_flags_other_epochs_and_recorded_timing(processed, tmp_path, runner):
+    """Rows of other lengths are flagged; where the records say how they were timed (alone, or
+    with others on some processes), the rows say so and differences are flagged."""
+    import json
+
+    run = tmp_path / "run"
+    _train(runner, processed, run, "-o", "gd,sgd", "--seeds", "2", "--epochs", "3")
+    _train(runner, processed, run, "-o", "adam", "--seeds", "2", "--epochs", "4")
+    timing = {"gd": {"jobs": 2, "together": ["gd", "sgd"]},
+              "sgd": {"jobs": 2, "together": ["gd", "sgd"]},
+              "adam": {"jobs": 1, "together": ["adam"]}}
+    for name, t in timing.items():  # as a `qa train` that records its timing would write them
+        f = run / name / "results.json"
+        doc = json.loads(f.read_text())
+        doc["records"] = [{**r, "timing": t} for r in doc["records"]]
+        f.write_text(json.dumps(doc))
+    report = _report(runner, run)
+    rows = _table(report)
+    assert rows["adam"]["epochs"] == "4" and rows["gd"]["epochs"] == "3"
+    assert rows["adam"]["timed"] == "2 seeds in one pass; alone"
+    assert rows["gd"]["timed"] == "2 seeds in one pass; with 1 other on 2 processes"
+    assert "**Different training lengths** (gd, sgd: 3 epochs; adam: 4 epochs)" in report
+    assert "**Timed under different conditions**" in report
+    assert "a run alone has the machine to itself" in report
+    assert "Different numbers of seeds" not in report

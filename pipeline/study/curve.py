@@ -203,6 +203,7 @@ def _figure(path: Path, summary, sizes, name: str, n_test: int) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for (feat, method), g in summary.groupby(["features", "method"]):
@@ -215,11 +216,14 @@ def _figure(path: Path, summary, sizes, name: str, n_test: int) -> None:
             ax.fill_between(g["size"], g["min"], g["max"], color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(s) for s in sizes])
+    # the sizes only: a log axis would add minor ticks labelled 6×10^1 beside them
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("training questions")
     ax.set_ylabel(f"test accuracy ({n_test} rows; median, band min-max over seeds)")
     ax.set_title(f"Learning curve: {name}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    # below the axes: inside, the legend covered the curves of the smaller sizes
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     save_png(fig, path)
     plt.close(fig)
 

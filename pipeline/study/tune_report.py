@@ -40,7 +40,11 @@ def write_report(out_dir: Path, opts, trials, tuned: dict) -> Path:
 def sensitivity_figure(path: Path, names, trials, tuned, opts) -> None:
     import matplotlib.pyplot as plt
 
+    from pipeline.study.visualize import color_map, draw_end_markers, end_marker_handles
+
     fig, ax = plt.subplots(figsize=(8, 5))
+    colors = color_map(list(names))
+    chosen = []
     for n in names:
         grid = tuned[n]["grid"]
         key = "final_val_loss" if opts.select == "val" else "final_train_loss"
@@ -49,17 +53,20 @@ def sensitivity_figure(path: Path, names, trials, tuned, opts) -> None:
         lo = [np.min(v) if v else np.nan for v in vals]
         hi = [np.max(v) if v else np.nan for v in vals]
         med = tuned[n]["median_loss_per_lr"]
-        c = COLORS.get(n)
-        ax.plot(grid, med, "-o", ms=3, color=c, label=n)
+        c = colors[n]
+        ax.plot(grid, med, "-o", ms=3, color=c)
         ax.fill_between(grid, lo, hi, color=c, alpha=0.15)
-        ax.plot(tuned[n]["chosen_lr"], min(med), "*", ms=14, color=c, mec="black", mew=0.6)
+        lr = tuned[n]["chosen_lr"]
+        chosen.append((lr, med[list(grid).index(lr)] if lr in grid else min(med), n))
+    # above every curve, one hollow shape per optimizer: equal choices stay visible
+    draw_end_markers(ax, chosen, list(names), colors)
     _log_x(ax)
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"final {'validation' if opts.select == 'val' else 'training'} loss "
                   "(median, band: min-max over tuning seeds)")
-    ax.set_title("Learning-rate sensitivity (stars: the chosen rates)")
+    ax.set_title("Learning-rate sensitivity (hollow marker: the chosen rate)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(handles=end_marker_handles(list(names), colors.get), fontsize=8)
     save_png(fig, path)
     plt.close(fig)
 

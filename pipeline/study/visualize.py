@@ -68,6 +68,62 @@ def _optimizers(runs: list[Run]) -> list[str]:
     return list(dict.fromkeys(r.optimizer for r in runs))
 
 
+# End markers: one hollow shape per optimizer, larger for the earlier optimizers and drawn
+# largest first. Optimizers of one seed often end at the same point (adam and rmsprop, sgd and
+# momentum on the demo): filled markers of one shape stacked there and only the last drawn
+# showed. Jitter would move an end off its true place; nested hollow outlines keep it, let the
+# ones under them show through, and their shapes name them even where colours blend.
+END_MARKERS = {"gd": "s", "sgd": "^", "adam": "o", "momentum": "v", "rmsprop": "D",
+               "linesearch": "h", "adamw": "p"}
+_SPARE_MARKERS = ("<", ">", "8", "d", "H")
+END_SIZE, END_SIZE_STEP = 6.0, 1.8  # points: the last optimizer's, and the growth per place
+
+
+def color_map(names: list[str]) -> dict[str, str]:
+    """Each name's colour: its fixed one, else one of tab10's colours no optimizer owns, so
+    that a path and its markers share a colour."""
+    spare = ("#7f7f7f", "#bcbd22", "#17becf")
+    others = [n for n in names if n not in COLORS]
+    return {n: COLORS[n] if n in COLORS else spare[others.index(n) % len(spare)] for n in names}
+
+
+def end_marker(name: str, names: list[str]) -> str:
+    """The optimizer's end-marker shape; a name without one takes a spare shape by its place
+    in ``names``."""
+    if name in END_MARKERS:
+        return END_MARKERS[name]
+    return _SPARE_MARKERS[[n for n in names if n not in END_MARKERS].index(name)
+                          % len(_SPARE_MARKERS)]
+
+
+def end_size(name: str, names: list[str]) -> float:
+    """Marker size of an optimizer's end: the first of ``names`` largest, so that coincident
+    ends nest."""
+    return END_SIZE + END_SIZE_STEP * (len(names) - 1 - names.index(name))
+
+
+def draw_end_markers(ax, ends: list[tuple[float, float, str]], names: list[str],
+                     colors: dict[str, str], halo: str = "white") -> None:
+    """Each optimizer's end marker at (x, y, name): a hollow shape above every path, with a
+    thin ``halo`` so it reads on a busy background. Every halo is drawn before any outline,
+    and larger markers before smaller ones, so no marker hides another."""
+    ends = sorted(ends, key=lambda e: -end_size(e[2], names))
+    for x, y, name in ends:
+        ax.plot(x, y, end_marker(name, names), ms=end_size(name, names), mfc="none", mec=halo,
+                mew=3.0, zorder=4)
+    for x, y, name in ends:
+        ax.plot(x, y, end_marker(name, names), ms=end_size(name, names), mfc="none",
+                mec=colors[name], mew=1.6, zorder=5)
+
+
+def end_marker_handles(names: list[str], color_of) -> list:
+    """Legend entries: each optimizer's colour, as a line with its end marker."""
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color=color_of(n), marker=end_marker(n, names), mfc="none", mew=1.6,
+                   ms=9, label=n) for n in names]
+
+
 # ----------------------------------------------------------------------------- t-SNE
 def subsample(n: int, k: int) -> np.ndarray:
     """At most k evenly spaced indices of range(n), first and last included."""
@@ -78,6 +134,7 @@ def subsample(n: int, k: int) -> np.ndarray:
 
 def tsne_figure(runs: list[Run], path: Path, budget: int = config.TSNE_POINTS) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -96,21 +153,21 @@ def tsne_figure(runs: list[Run], path: Path, budget: int = config.TSNE_POINTS) -
     emb = TSNE(n_components=2, perplexity=min(perplexity, len(P) - 1.0), init=init,
                random_state=0).fit_transform(Z)
     fig, ax = plt.subplots(figsize=(8, 6.5))
-    seen = set()
+    names = _optimizers(runs)
+    colors = color_map(names)
     for i, r in enumerate(runs):
         pts = emb[owner == i]
-        c = COLORS.get(r.optimizer, None)
-        label = r.optimizer if r.optimizer not in seen else None
-        seen.add(r.optimizer)
-        ax.plot(pts[:, 0], pts[:, 1], "-", color=c, lw=0.8, alpha=0.7, label=label)
-        ax.plot(*pts[0], "o", color=c, ms=6, mec="black", mew=0.6)
-        ax.plot(*pts[-1], "*", color=c, ms=12, mec="black", mew=0.6)
-    ax.plot([], [], "o", color="grey", mec="black", label="start")
-    ax.plot([], [], "*", color="grey", mec="black", ms=12, label="end")
+        ax.plot(pts[:, 0], pts[:, 1], "-", color=colors[r.optimizer], lw=0.8, alpha=0.7)
+        ax.plot(*pts[0], "o", color="black", ms=4, zorder=3)
+    draw_end_markers(ax, [(*emb[owner == i][-1], r.optimizer) for i, r in enumerate(runs)],
+                     names, colors)
+    handles = end_marker_handles(names, colors.get) + [
+        Line2D([], [], ls="none", marker="o", color="black", ms=4, label="start")]
     ax.set_title(f"t-SNE of weight trajectories ({len(P)} points, perplexity {perplexity:.0f})")
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
-    ax.legend(loc="best", fontsize=8, ncol=2)
+    ax.legend(handles=handles, loc="best", fontsize=8, ncol=2,
+              title="hollow: where each run ends", title_fontsize=8)
     save_png(fig, path)
     plt.close(fig)
 
@@ -165,6 +222,7 @@ def landscape(points: np.ndarray, ref: np.ndarray, X: np.ndarray, y: np.ndarray,
 
 def landscape_figure(runs: list[Run], X: np.ndarray, y: np.ndarray, path: Path) -> dict:
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     seed = min(r.seed for r in runs)
     chosen = [r for r in runs if r.seed == seed]
@@ -177,57 +235,86 @@ def landscape_figure(runs: list[Run], X: np.ndarray, y: np.ndarray, path: Path) 
     levels = np.quantile(Z, np.linspace(0, 1, 25))
     cs = ax.contourf(alphas, betas, Z, levels=np.unique(levels), cmap="viridis", alpha=0.85)
     fig.colorbar(cs, ax=ax, label="training loss (MSE)")
-    start = 0
-    for r in chosen:
-        k = len(r.weights)
-        p = proj[start:start + k]
-        start += k
-        c = COLORS.get(r.optimizer)
-        ax.plot(p[:, 0], p[:, 1], "-", color=c, lw=1.5, label=r.optimizer)
-        ax.plot(*p[0], "o", color=c, mec="white", ms=7)
-        ax.plot(*p[-1], "*", color=c, mec="white", ms=13)
+    names = [r.optimizer for r in chosen]
+    colors = color_map(names)
+    bounds = np.cumsum([0] + [len(r.weights) for r in chosen])
+    paths = [proj[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    for r, p in zip(chosen, paths, strict=True):
+        ax.plot(p[:, 0], p[:, 1], "-", color=colors[r.optimizer], lw=1.5)
+        ax.plot(*p[0], "o", color="black", mec="white", ms=6, zorder=3)
+    draw_end_markers(ax, [(*p[-1], r.optimizer) for r, p in zip(chosen, paths, strict=True)],
+                     names, colors)
+    handles = end_marker_handles(names, colors.get) + [
+        Line2D([], [], ls="none", marker="o", color="black", mec="white", ms=6, label="start")]
     ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}% of variance)")
     ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}% of variance)")
     ax.set_title(f"Loss landscape on the PCA plane of the trajectories (seed {seed}; "
                  f"origin = final {best.optimizer} weights)", fontsize=10)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(handles=handles, loc="best", fontsize=8)
     save_png(fig, path)
     plt.close(fig)
     return {"seed": seed, "reference": best.optimizer, "explained_variance": ratio.tolist()}
 
 
 # ---------------------------------------------------------------------------- curves
-def _band(runs: list[Run], xkey: str, ykey: str):
-    """Mean and min-max of ykey over seeds on a common x axis (interpolated for time)."""
-    xs = [r.history[xkey] for r in runs]
-    ys = [r.history[ykey] for r in runs]
-    if xkey == "wall_time_s":
-        grid = np.linspace(0, min(x[-1] for x in xs), 200)
-        ys = [np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)]
-        x = grid
-    else:
-        n = min(len(y) for y in ys)
-        ys, x = [y[:n] for y in ys], xs[0][:n]
-    Y = np.vstack(ys)
+def curve_band(runs: list[Run], xkey: str, ykey: str) -> tuple[np.ndarray, ...]:
+    """(x, mean, min, max) of ykey over the seeds, epoch by epoch, at the median x of the seeds
+    (seeds trained in one pass share their updates and times).
+
+    Against epochs the curve starts at the initial state (epoch 0). Against updates and time it
+    starts at the first recorded epoch: the initial state sits at 0, off a log axis, and
+    joining it to the first record (160 updates later for batch 1) would draw a line and a band
+    where nothing was measured."""
+    first = 0 if xkey == "epoch" else 1
+    n = min(len(r.history[ykey]) for r in runs)
+    first = min(first, n - 1)  # a run with only its initial state keeps that point
+    x = np.median([r.history[xkey][first:n] for r in runs], axis=0)
+    Y = np.vstack([r.history[ykey][first:n] for r in runs])  # (seeds, epochs)
     return x, Y.mean(0), Y.min(0), Y.max(0)
 
 
+def tick_label(v: float) -> str:
+    """A short plain label for a log-axis tick: 0.002, 50, 300, 20k, 5e-5."""
+    if 1e-3 <= v < 1e4:
+        return f"{v:g}"
+    if v >= 1e4:
+        return f"{v / 1e3:g}k"
+    mantissa, exponent = f"{v:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def readable_log_ticks(ax, lo: float, hi: float) -> None:
+    """Major x ticks a reader can place without counting minor ticks: every 1..9 within a
+    decade and a half, 1-2-5 up to three decades, 1-3 up to six, decades past that; short
+    plain labels (:func:`tick_label`); minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+    subs = (tuple(float(k) for k in range(1, 10)) if decades <= 1.5 else
+            (1.0, 2.0, 5.0) if decades <= 3 else (1.0, 3.0) if decades <= 6 else (1.0,))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: tick_label(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def curves_figure(runs: list[Run], xkey: str, xlabel: str, path: Path,
-                  baselines: dict | None = None) -> None:
+                  baselines: dict | None = None) -> dict:
+    """Loss and accuracy against ``xkey``; returns what each panel plots:
+    {(panel, optimizer): (x, mean, min, max)}."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
     panels = [("train_loss", "train loss (MSE)"), ("test_loss", "test loss (MSE)"),
               ("train_acc", "train accuracy"), ("test_acc", "test accuracy")]
+    names = _optimizers(runs)
+    colors = color_map(names)
+    drawn = {}
     for ax, (key, title) in zip(axes.ravel(), panels, strict=True):
-        for opt in _optimizers(runs):
-            rs = [r for r in runs if r.optimizer == opt]
-            x, m, lo, hi = _band(rs, xkey, key)
-            if xkey == "updates":
-                x = np.maximum(x, 1)  # log axis: the initial state sits at 1
-            c = COLORS.get(opt)
-            ax.plot(x, m, color=c, lw=1.6, label=opt)
-            ax.fill_between(x, lo, hi, color=c, alpha=0.15, lw=0)
+        for opt in names:
+            x, m, lo, hi = drawn[key, opt] = curve_band(
+                [r for r in runs if r.optimizer == opt], xkey, key)
+            ax.plot(x, m, color=colors[opt], lw=1.6, label=opt, marker="o" if len(x) == 1 else None)
+            ax.fill_between(x, lo, hi, color=colors[opt], alpha=0.15, lw=0)
         if key == "test_acc" and baselines:
             ax.axhline(baselines["majority_test_acc"], color="black", ls="--", lw=1,
                        label="majority class")
@@ -235,19 +322,25 @@ def curves_figure(runs: list[Run], xkey: str, xlabel: str, path: Path,
                        label="logistic regression")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        if xkey == "updates":
-            ax.set_xscale("log")
-        elif xkey == "wall_time_s":
-            ax.set_xscale("symlog", linthresh=0.01)
+    xs = np.concatenate([v[0] for v in drawn.values()])
+    if xkey != "epoch":
+        ax.set_xscale("log")  # shared: every panel
+        pos = xs[xs > 0]
+        if len(pos):
+            readable_log_ticks(ax, float(pos.min()), float(pos.max()))
     for ax in axes[1]:
         ax.set_xlabel(xlabel)
     handles, labels = axes[1, 1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
                bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle(f"Loss and accuracy against {xlabel} (line: mean over seeds, band: min-max)")
+    since = "" if xkey == "epoch" else \
+        ", from epoch 1: the initial state, at 0, is off the log axis"
+    fig.suptitle(f"Loss and accuracy against {xlabel} (line: mean over seeds, band: min-max"
+                 f"{since})")
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     save_png(fig, path)
     plt.close(fig)
+    return drawn
 
 
 # ----------------------------------------------------------------------------- table
@@ -286,25 +379,132 @@ def summary_table(runs: list[Run], threshold: float) -> list[dict]:
     return rows
 
 
+def _secs(x: float) -> str:
+    """Seconds to about three significant digits, without a bare trailing point: 0.0153, 0.786,
+    1.04, 123."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.2f}" if x >= 1 else f"{x:.3g}"
+
+
 def _mean_sd(x: tuple[float, float], digits: int = 3) -> str:
     return f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}"
 
 
-def table_markdown(rows: list[dict], base: dict, threshold: float) -> str:
-    head = ("| optimizer | train loss | test loss | train acc | test acc | "
+@dataclass(frozen=True)
+class Conditions:
+    """How one optimizer's row was made; rows compare fairly only where these agree."""
+
+    seeds: int  # finished seeds: the row's means are over these
+    trained: int  # finished + diverged; the same for every optimizer one `qa train` trains
+    epochs: int | None
+    timed: str  # how its wall times were measured, in words
+    timing: tuple | None  # equal for rows timed alike; None: this run dir does not record it
+
+    @property
+    def seeds_cell(self) -> str:
+        diverged = self.trained - self.seeds
+        return str(self.seeds) if not diverged else f"{self.seeds} of {self.trained} " \
+            f"({diverged} diverged)"
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def row_conditions(records: list[dict]) -> dict[str, Conditions]:
+    """Per optimizer, from its result records: seeds, epochs and how it was timed.
+
+    All seeds of an optimizer train in one vectorised pass, each charged an equal share of its
+    time, unless a seed diverged: then the others were retrained one at a time. A record's
+    optional ``timing`` ({"jobs": worker processes, "together": the optimizers one `qa train`
+    trained}) says under what load; without it the load is unknown."""
+    out = {}
+    for opt in dict.fromkeys(r["optimizer"] for r in records):
+        recs = [r for r in records if r["optimizer"] == opt]
+        done = [r for r in recs if "diverged" not in r]
+        epochs = {r.get("epochs") for r in done}
+        alone = len(done) < len(recs)  # _run_seeds fell back to one run per seed
+        timed = "seed by seed (a seed diverged)" if alone else \
+            ("1 seed" if len(recs) == 1 else f"{len(recs)} seeds in one pass")
+        t = done[0].get("timing") if done else None
+        key = None
+        if isinstance(t, dict) and isinstance(t.get("together"), list) and \
+                isinstance(t.get("jobs"), int):
+            others = [n for n in t["together"] if n != opt]
+            load = "alone" if not others else \
+                f"with {_plural(len(others), 'other')} on {_plural(t['jobs'], 'process', 'processes')}"
+            timed += f"; {load}"
+            key = (frozenset(t["together"]) if others else "alone", t["jobs"] if others else 1,
+                   alone, len(recs))
+        out[opt] = Conditions(len(done), len(recs), epochs.pop() if len(epochs) == 1 else None,
+                              timed, key)
+    return out
+
+
+def _groups(cond: dict[str, Conditions], attr: str, show) -> str:
+    """'adam: 3; gd, sgd: 5' for the values of ``attr`` over the rows."""
+    by: dict = {}
+    for n, c in cond.items():
+        by.setdefault(getattr(c, attr), []).append(n)
+    return "; ".join(f"{', '.join(ns)}: {show(v)}" for v, ns in by.items())
+
+
+def comparability(cond: dict[str, Conditions]) -> list[str]:
+    """One sentence per way the rows of the table are not comparable (empty when they are)."""
+    out = []
+    if len({c.seeds for c in cond.values()}) > 1:
+        out.append("**Different numbers of seeds** (" + _groups(cond, "seeds", str) + "): means "
+                   "and spreads rest on different numbers of runs.")
+    if len({c.epochs for c in cond.values()}) > 1:
+        out.append("**Different training lengths** (" + _groups(
+            cond, "epochs", lambda e: "mixed" if e is None else _plural(e, "epoch")) + "): the "
+            "final-epoch columns compare runs at different points of training.")
+    keys = {c.timing for c in cond.values()}
+    separate = len({(c.trained, c.epochs) for c in cond.values()}) > 1
+    times = "the time columns (time to the threshold, updates/s, wall time)"
+    if None not in keys and len(keys) > 1:
+        why = []
+        if any(c.timing[0] == "alone" for c in cond.values()):
+            why.append("a run alone has the machine to itself")
+        if len({c.trained for c in cond.values()}) > 1:
+            why.append("a pass of fewer seeds charges each seed a larger share of it")
+        out.append("**Timed under different conditions** (" + _groups(cond, "timed", str)
+                   + f"): {times} compare only rows timed alike"
+                   + (f"; {' and '.join(why)}." if why else "."))
+    elif None in keys and separate:
+        by: dict = {}
+        for n, c in cond.items():
+            by.setdefault((c.trained, c.epochs), []).append(n)
+        out.append("**Timed by separate `qa train` commands** (" + "; ".join(
+            ", ".join(ns) for ns in by.values()) + "): one command trains every optimizer with "
+            "the same seeds and epochs, so these groups were trained at different times, under "
+            f"a load this run dir does not record; {times} do not compare across them.")
+    return out
+
+
+def table_markdown(rows: list[dict], base: dict, threshold: float,
+                   cond: dict[str, Conditions] | None = None) -> str:
+    """The summary table; ``cond`` (per optimizer) adds each row's seeds, epochs and timing."""
+    cond = cond or {}
+    head = ("| optimizer | seeds | epochs | timed | train loss | test loss | train acc | test acc | "
             f"time to loss ≤ {threshold:g} (s) | updates to it | reached | updates/s | "
-            "wall time (s) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+            "wall time (s) |\n" + "|---" * 13 + "|\n")
     lines = []
     for r in rows:
-        t = "–" if r["time_to_threshold_s"] is None else f"{r['time_to_threshold_s']:.3f}"
+        c = cond.get(r["optimizer"])
+        seeds = c.seeds_cell if c else str(r["seeds"])
+        epochs = "–" if c is None or c.epochs is None else str(c.epochs)
+        timed = c.timed if c else "–"
+        t = "–" if r["time_to_threshold_s"] is None else _secs(r["time_to_threshold_s"])
         u = "–" if r["updates_to_threshold"] is None else f"{r['updates_to_threshold']:.0f}"
-        lines.append(f"| {r['optimizer']} | {_mean_sd(r['train_loss'])} | {_mean_sd(r['test_loss'])} | "
+        lines.append(f"| {r['optimizer']} | {seeds} | {epochs} | {timed} | "
+                     f"{_mean_sd(r['train_loss'])} | {_mean_sd(r['test_loss'])} | "
                      f"{_mean_sd(r['train_acc'])} | {_mean_sd(r['test_acc'])} | {t} | {u} | "
-                     f"{r['reached']} | {r['updates_per_s']:.0f} | {r['wall_time_s']:.2f} |")
-    lines.append(f"| *majority class ({base['majority_label']:+d})* | | | | "
-                 f"{base['majority_test_acc']:.3f} | | | | | |")
-    lines.append(f"| *logistic regression (sklearn, C=1)* | | | {base['logreg_train_acc']:.3f} | "
-                 f"{base['logreg_test_acc']:.3f} | | | | | |")
+                     f"{r['reached']} | {r['updates_per_s']:.0f} | {_secs(r['wall_time_s'])} |")
+    blank = " |" * 5
+    lines.append(f"| *majority class ({base['majority_label']:+d})* | | | | | | | "
+                 f"{base['majority_test_acc']:.3f} |" + blank)
+    lines.append(f"| *logistic regression (sklearn, C=1)* | | | | | | "
+                 f"{base['logreg_train_acc']:.3f} | {base['logreg_test_acc']:.3f} |" + blank)
     return head + "\n".join(lines) + "\n"
 
 
@@ -313,24 +513,23 @@ REPORT = """# Optimizer study: {name}
 
 Data: `{data}` ({n_train} train / {n_test} test rows, {n_features} features{embed}).
 Model: `tanh(X w)` trained on mean squared error; every optimizer starts from the same
-initial weights for a given seed ({seeds} seeds). Regenerate with `qa visualize {run_dir}`.
+initial weights for a given seed ({seeds}). Regenerate with `qa visualize {run_dir}`.
 
 ## Summary
 
 {table}
-Mean ± standard deviation over seeds of the final epoch. "Time to loss ≤ {threshold:g}" is the
-training wall time (evaluation excluded) until the training loss first drops to the threshold,
-averaged over the seeds that reach it. Test accuracy is measured on {n_test} rows: one row
-is worth {row_pct:.1f} points, so differences of a few points are noise. Compare every accuracy
-with the majority-class and logistic-regression rows.
+{warnings}Mean ± standard deviation over each row's seeds of its final epoch. "Time to loss ≤
+{threshold:g}" is the training wall time (evaluation excluded) until the training loss first
+drops to the threshold, averaged over the seeds that reach it. {timed} Test accuracy is measured
+on {n_test} rows: one row is worth {row_pct:.1f} points, so differences of a few points are
+noise. Compare every accuracy with the majority-class and logistic-regression rows.
 
 ## Loss and accuracy against epochs
 
 ![curves against epochs](curves_epochs.png)
 
 One epoch is one pass over the training set ({n_train} rows); in this run {per_epoch}.
-Epochs therefore flatter the optimizers with small batches; the next two figures put the
-optimizers on the same footing.
+{footing}
 
 ## Against updates and wall-clock time
 
@@ -339,15 +538,17 @@ optimizers on the same footing.
 ![curves against wall time](curves_time.png)
 
 Updates count parameter changes (log scale). Wall time is the time spent in training steps on
-this machine, evaluation excluded; it depends on the machine and on the cost of one update
-(a line-search step costs several loss evaluations). {vectorised}
+this machine, evaluation excluded; it depends on the machine, on what else ran at the time and
+on the cost of one update. Both figures start at the first epoch: the initial
+state, at 0 updates and 0 s, lies off their log axes (the epochs figure shows it).{linesearch}
 
 ## Weight trajectories: t-SNE
 
 ![t-SNE of trajectories](trajectories_tsne.png)
 
 All trajectories (up to {per_run} points per run, first and last kept) are embedded jointly
-after PCA to 50 dimensions; circles mark starts, stars ends. t-SNE keeps neighbourhoods, not
+after PCA to 50 dimensions; black dots mark starts, and each optimizer's end has its own hollow
+shape (see the legend), so ends that coincide stay visible. t-SNE keeps neighbourhoods, not
 distances: clusters that sit close on the page need not be close in weight space, and the sizes
 of clusters and gaps mean little (Wattenberg et al., Distill 2016). Runs of one seed share a
 start point, so their paths begin together.
@@ -358,7 +559,8 @@ start point, so their paths begin together.
 
 After Li et al. (2018): the trajectories of seed {ls_seed} are projected on the first two
 principal components of `w_i - w_final` (origin: the final weights of {ls_ref}, the lowest
-training loss), and the training loss is evaluated on a grid of that plane. The axes give the
+training loss), and the training loss is evaluated on a grid of that plane; black dots mark the
+start, hollow shapes each optimizer's end. The axes give the
 share of variance each component explains ({ev1:.1f}% and {ev2:.1f}%). The contours are the loss
 *on the plane*; a path's points lie off it, so a path may cross contours it never saw. PCA of a
 high-dimensional random walk also concentrates variance in a few components and draws smooth
@@ -443,30 +645,60 @@ def figures_key(run_dir: Path, opts: VisualizeOptions) -> str:
     return stamp_key(summary, opts.threshold, opts.tsne_points)
 
 
-def _per_epoch(records: list[dict], n_train: int) -> str:
-    """'gd: full batch, 1 update per epoch; sgd: batch 1, 160 updates per epoch; ...'"""
-    seen = {}
+def _batches(records: list[dict], n_train: int) -> dict[str, int]:
+    """Each optimizer's batch size (n_train for full batch), from its finished records."""
+    out = {}
     for r in records:
-        seen.setdefault(r["optimizer"], r.get("batch_size"))
+        if "diverged" not in r:
+            bs = r.get("batch_size")
+            out.setdefault(r["optimizer"], n_train if bs is None or bs >= n_train else bs)
+    return out
+
+
+def _per_epoch(batches: dict[str, int], n_train: int) -> str:
+    """'gd: full batch, 1 update per epoch; sgd: batch 1, 160 updates per epoch; ...'"""
     parts = []
-    for name, bs in seen.items():
-        bs = n_train if bs is None or bs >= n_train else bs
+    for name, bs in batches.items():
         what = "full batch" if bs == n_train else f"batch {bs}"
-        n = math.ceil(n_train / bs)
-        parts.append(f"{name}: {what}, {n} update{'s' if n > 1 else ''} per epoch")
+        parts.append(f"{name}: {what}, {_plural(math.ceil(n_train / bs), 'update')} per epoch")
     return "; ".join(parts)
 
 
-def _vectorised_note(optimizers: list[str]) -> str:
-    if not optimizers:
-        return ""
-    out = (f"All seeds of {', '.join(optimizers)} are trained together in one vectorised pass "
-           "per optimizer, and each seed is charged an equal share of that pass; a single run "
-           "alone would pay more per update than its share.")
-    if "linesearch" in optimizers:
-        out += (" The line search backtracks every seed on its own, with the trial steps of all "
-                "seeds evaluated in one loss call.")
+def _footing(batches: dict[str, int]) -> str:
+    if len(set(batches.values())) > 1:
+        return ("Epochs therefore flatter the optimizers with small batches; the next two figures "
+                "put the optimizers on the same footing.")
+    return "Every optimizer here takes as many updates per epoch; the next two figures add time."
+
+
+def _timed_note(cond: dict[str, Conditions]) -> str:
+    """What the "timed" column's words mean, for the words it uses."""
+    out = ("Timed: the seeds of one optimizer train together in one vectorised pass, each "
+           "charged an equal share of its time; one seed trained by itself would pay more per "
+           "update.")
+    if any(c.timed.startswith("seed by seed") for c in cond.values()):
+        out += (" Seed by seed: a seed diverged, so the others were retrained one at a time and "
+                "each timed on its own.")
+    if len(cond) > 1 and any(c.timing is None for c in cond.values()) and not comparability(cond):
+        out += (" This run dir does not record whether its optimizers were trained by one "
+                "`qa train` (and so under the same load): the time columns compare fairly only "
+                "between rows that were.")
     return out
+
+
+def _seeds_note(cond: dict[str, Conditions], runs: list[Run]) -> str:
+    seeds = {o: sorted(r.seed for r in runs if r.optimizer == o) for o in cond}
+    if len({tuple(v) for v in seeds.values()}) == 1:
+        (v,) = {tuple(v) for v in seeds.values()}
+        return f"seeds {', '.join(map(str, v))} for every optimizer"
+    return "the seeds differ between optimizers: see the table's seeds column"
+
+
+def _linesearch_note(optimizers: list[str]) -> str:
+    if "linesearch" not in optimizers:
+        return ""
+    return (" A line-search update costs several loss evaluations; it backtracks every seed on "
+            "its own, with the trial steps of all seeds evaluated in one loss call.")
 
 
 def visualize(run_dir: Path | None = None, opts: VisualizeOptions | None = None,
@@ -495,18 +727,25 @@ def visualize(run_dir: Path | None = None, opts: VisualizeOptions | None = None,
         log.info("%s", fig.what)
         drawn[file] = fig.draw(fig_data, run_dir / file)
     plane = drawn["landscape_pca.png"]  # the report describes the plane it was drawn on
-    table = table_markdown(summary_table(runs, opts.threshold), base, opts.threshold)
+    names = _optimizers(runs)
+    cond = row_conditions([r for r in summary["results"] if r["optimizer"] in names])
+    table = table_markdown(summary_table(runs, opts.threshold), base, opts.threshold, cond)
+    warnings = comparability(cond)
+    warn = "".join(f"> {w}\n>\n" for w in warnings)[:-2] + "\n" if warnings else ""
+    batches = _batches(summary["results"], len(ds.y_train))
     atomic_write_text(run_dir / "summary_table.md", table)
     emb = summary.get("data", {}).get("embed", {})
     embed = f"; embeddings: {emb.get('model')}, {emb.get('features')}" if emb else ""
     report = REPORT.format(
         name=run_dir.name, data=data_path, n_train=len(ds.y_train), n_test=len(ds.y_test),
         n_features=ds.X_train.shape[1], embed=embed,
-        seeds=len({r.seed for r in runs}), run_dir=run_dir, table=table,
-        threshold=opts.threshold, row_pct=100.0 / len(ds.y_test),
+        seeds=_seeds_note(cond, runs), run_dir=run_dir, table=table,
+        warnings=("**The rows are not all comparable.**\n\n" + warn + "\n") if warnings else "",
+        timed=_timed_note(cond), threshold=opts.threshold, row_pct=100.0 / len(ds.y_test),
         per_run=max(2, opts.tsne_points // len(runs)),
-        per_epoch=_per_epoch(summary["results"], len(ds.y_train)),
-        vectorised=_vectorised_note(_optimizers(runs)),
+        per_epoch=_per_epoch({n: batches[n] for n in names}, len(ds.y_train)),
+        footing=_footing({n: batches[n] for n in names}),
+        linesearch=_linesearch_note(names),
         ls_seed=plane["seed"], ls_ref=plane["reference"],
         ev1=100 * plane["explained_variance"][0], ev2=100 * plane["explained_variance"][1],
     )
