@@ -6,6 +6,9 @@ from a seeded shuffle otherwise. Per epoch it records train and evaluation loss 
 training wall time (evaluation excluded), update count, mean gradient norm and learning rate.
 A bounded recorder keeps at most ``max_trajectory_points`` weight vectors per run (first and
 last always) so that a t-SNE of the trajectory stays affordable.
+
+The S members of an ensemble (every seed of an optimizer at once) train in
+:mod:`models.ensemble_training`, which reuses the pieces here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -194,7 +196,7 @@ def check_finite(loss, grad_sq, epoch: int, update: int) -> None:
         raise DivergenceError(epoch, update, f"member {bad}'s loss or gradient")
 
 
-def _evaluate(model, X, y, eval_sets, train_rows: int | None) -> dict:
+def evaluate_sets(model, X, y, eval_sets, train_rows: int | None) -> dict:
     """Loss and accuracy on (the first ``train_rows`` of) the training set and each eval set."""
     k = train_rows or X.shape[0]
     out = {}
@@ -202,6 +204,28 @@ def _evaluate(model, X, y, eval_sets, train_rows: int | None) -> dict:
     for name, (Xe, ye) in eval_sets.items():
         out[f"{name}_loss"], out[f"{name}_acc"] = model.evaluate(Xe, ye)
     return out
+
+
+def append_record(history: dict[str, list[float]], rec: dict) -> None:
+    """Append one epoch's record to the history, one list per key."""
+    for key, v in rec.items():
+        history.setdefault(key, []).append(float(v))
+
+
+def batch_size_for(config: TrainConfig, n: int) -> int:
+    """The batch size ``config`` gives ``n`` training rows (all of them for full batch)."""
+    if n == 0:
+        raise ValueError("the training set is empty: nothing to train on")
+    return n if config.batch_size is None else min(config.batch_size, n)
+
+
+def optimizer_step(optimizer: Optimizer, model, grads: Params, Xb: np.ndarray,
+                   yb: np.ndarray) -> None:
+    """One optimizer step; a line search also gets the loss on the same batch."""
+    if optimizer.needs_loss_fn:
+        optimizer.step(model.params, grads, loss_fn=lambda p: model.loss(Xb, yb, p))
+    else:
+        optimizer.step(model.params, grads)
 
 
 def _epoch_order(rng, X, y, bs: int, buffers: list) -> tuple[np.ndarray, np.ndarray]:
@@ -214,10 +238,13 @@ def _epoch_order(rng, X, y, bs: int, buffers: list) -> tuple[np.ndarray, np.ndar
     return shuffle_into(rng, X, y, *buffers)
 
 
-def _batch_size(config: TrainConfig, n: int) -> int:
-    if n == 0:
-        raise ValueError("the training set is empty: nothing to train on")
-    return n if config.batch_size is None else min(config.batch_size, n)
+def _scheduled_lr(config: TrainConfig, optimizer: Optimizer, epoch: int, history: dict,
+                  monitor: str) -> None:
+    """Set the epoch's learning rate from the schedule, which sees the monitored loss of the
+    epoch before (none before epoch 2)."""
+    if config.schedule is not None:
+        prev = history.get(f"{monitor}_loss", [None])[-1] if epoch > 1 else None
+        optimizer.lr = config.schedule.lr(epoch - 1, prev)
 
 
 def train(
@@ -242,20 +269,18 @@ def train(
     """
     eval_sets = eval_sets or {}
     n = X.shape[0]
-    bs = _batch_size(config, n)
+    bs = batch_size_for(config, n)
     rng = np.random.default_rng(config.seed)
     recorder = TrajectoryRecorder(config.epochs * math.ceil(n / bs), config.max_trajectory_points)
     monitor = config.monitor or (next(iter(eval_sets)) if eval_sets else "train")
-    stopper = (EarlyStopping(config.patience, config.min_delta) if config.patience is not None
-               else None)
+    stopper = EarlyStopping(config.patience, config.min_delta) if config.patience is not None else None
     watch, base_lr, buffers = GradNormWatch(config.explode_factor), optimizer.lr, []
     history: dict[str, list[float]] = {}
 
     def log(epoch: int, wall: float, updates: int, gnorm: float) -> dict[str, float]:
         rec = {"epoch": epoch, "updates": updates, "wall_time_s": wall, "grad_norm": gnorm,
-               "lr": optimizer.lr, **_evaluate(model, X, y, eval_sets, config.train_eval_size)}
-        for key, v in rec.items():
-            history.setdefault(key, []).append(float(v))
+               "lr": optimizer.lr, **evaluate_sets(model, X, y, eval_sets, config.train_eval_size)}
+        append_record(history, rec)
         return rec
 
     log(0, 0.0, 0, float("nan"))
@@ -264,22 +289,17 @@ def train(
     updates, wall, stopped, epoch = 0, 0.0, False, 0
     while not stopped and epoch < config.epochs:
         epoch += 1
-        if config.schedule is not None:  # from the monitored loss of the epoch before
-            prev = history.get(f"{monitor}_loss", [None])[-1] if epoch > 1 else None
-            optimizer.lr = config.schedule.lr(epoch - 1, prev)
+        _scheduled_lr(config, optimizer, epoch, history, monitor)
         t0 = time.perf_counter()
-        Xs, ys = _epoch_order(rng, X, y, bs, buffers)
-        updates, gsum = _epoch(model, optimizer, Xs, ys, bs, config.grad_clip, epoch, updates,
-                               recorder, on_batch)
-        optimizer.flush_subnormals()
+        updates, gsum = _epoch(model, optimizer, *_epoch_order(rng, X, y, bs, buffers), bs,
+                               config.grad_clip, epoch, updates, recorder, on_batch)
         wall += time.perf_counter() - t0
         rec = log(epoch, wall, updates, gsum / math.ceil(n / bs))
         check_finite(rec["train_loss"], 0.0, epoch, updates)
         watch.epoch(epoch, rec["grad_norm"])
         if progress is not None:
             progress(epoch, rec)
-        stopped = stopper is not None and stopper.should_stop(epoch, rec[f"{monitor}_loss"],
-                                                              model.params)
+        stopped = stopper is not None and stopper.should_stop(epoch, rec[f"{monitor}_loss"], model.params)
     if stopped:
         stopper.restore(model.params)
     trajectory, traj_updates = recorder.finish(updates, model.params)
@@ -305,138 +325,11 @@ def _epoch(model, optimizer: Optimizer, Xs: np.ndarray, ys: np.ndarray, bs: int,
         gsum += gnorm
         if grad_clip is not None:
             clip_global_norm(grads, grad_clip, gnorm)
-        _step(optimizer, model, grads, Xb, yb)
+        optimizer_step(optimizer, model, grads, Xb, yb)
         updates += 1
         if updates == recorder.next_mark:
             recorder.record(updates, model.params)
         if on_batch is not None:
             on_batch(epoch, loss, grads)
-    return updates, gsum
-
-
-def _step(optimizer: Optimizer, model, grads: Params, Xb: np.ndarray, yb: np.ndarray) -> None:
-    """One optimizer step; a line search also gets the loss on the same batch."""
-    if optimizer.needs_loss_fn:
-        optimizer.step(model.params, grads, loss_fn=lambda p: model.loss(Xb, yb, p))
-    else:
-        optimizer.step(model.params, grads)
-
-
-@contextmanager
-def row_sized_ufunc_buffer(row_length: int):
-    """Within the block, NumPy's ufunc buffer holds at most one ensemble row.
-
-    An (S, D) x (S, 1) broadcast (each member's gradient factor, each member's learning rate)
-    runs through NumPy's buffered iterator: with rows shorter than its buffer (8192 elements
-    by default) it fills the buffer across rows by copying them, which makes the operation
-    ~2.4x slower than the same one with a scalar (12.9 against 5.5 us for 36 x 769 float32
-    here). With a buffer no longer than a row it works on the rows in place. The setting is
-    NumPy's per-context one and is restored on exit.
-    """
-    size = min(np.getbufsize(), max(16, row_length // 16 * 16))  # NumPy wants 16k
-    old = np.setbufsize(size)
-    try:
-        yield
-    finally:
-        np.setbufsize(old)
-
-
-def train_members(
-    model,
-    optimizer: Optimizer,
-    X: np.ndarray,
-    y: np.ndarray,
-    config: TrainConfig,
-    seeds: list[int],
-    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-    grad_norm: bool = True,
-) -> list[TrainResult]:
-    """Train the S members of an ensemble model (e.g. ``TanhEnsemble``) at once.
-
-    Member s shuffles with ``seeds[s]`` exactly as :func:`train` does with ``seed=seeds[s]``,
-    so its result equals a separate run up to floating-point rounding. A line search gets
-    ``loss_fn`` returning the S losses (the model's ``loss``) and searches member by member;
-    early stopping and clipping are not supported here. Wall time is shared equally among
-    the members.
-
-    ``grad_norm=False`` skips the per-update gradient norm (a pass over the S x D gradients,
-    ~7% of a small model's update) and records NaN for it; divergence is then caught from the
-    losses, which a non-finite gradient reaches one update later.
-    """
-    assert not optimizer.needs_loss_fn or np.shape(optimizer.lr) == (len(seeds), 1), \
-        "a line search over S members needs one initial step per member: lr of shape (S, 1)"
-    assert config.patience is None and config.grad_clip is None and config.schedule is None
-    eval_sets = eval_sets or {}
-    S, n = len(seeds), X.shape[0]
-    assert model.n_members == S
-    bs = _batch_size(config, n)
-    per_epoch = math.ceil(n / bs)
-    rngs = [np.random.default_rng(s) for s in seeds]
-    recorders = [TrajectoryRecorder(config.epochs * per_epoch, config.max_trajectory_points)
-                 for _ in seeds]
-    histories: list[dict[str, list[float]]] = [{} for _ in seeds]
-    W = model.params["w"]
-
-    def log(epoch: int, wall: float, updates: int, gnorm: np.ndarray) -> np.ndarray:
-        cols = {"epoch": np.full(S, epoch), "updates": np.full(S, updates),
-                "wall_time_s": np.full(S, wall / S), "grad_norm": gnorm,
-                "lr": np.broadcast_to(np.ravel(optimizer.lr), S),
-                **_evaluate(model, X, y, eval_sets, None)}
-        for k, v in cols.items():
-            for s in range(S):
-                histories[s].setdefault(k, []).append(float(v[s]))
-        return cols["train_loss"]
-
-    def record(update: int) -> None:  # the members share their marks
-        if update == recorders[0].next_mark:
-            for s, rec in enumerate(recorders):
-                rec.record(update, {"w": W[s]})
-
-    log(0, 0.0, 0, np.full(S, np.nan))
-    record(0)
-    updates, wall = 0, 0.0
-    with row_sized_ufunc_buffer(W.shape[1]):  # see there: the (S, 1) broadcasts
-        for epoch in range(1, config.epochs + 1):
-            t0 = time.perf_counter()
-            # member s sees its own shuffle, drawn as train() would draw it
-            perms = np.stack([r.permutation(n) for r in rngs]) if bs < n else None  # (S, N)
-            updates, gsum = _members_epoch(model, optimizer, X, y, perms, bs, epoch, updates,
-                                           record, grad_norm)
-            optimizer.flush_subnormals()
-            wall += time.perf_counter() - t0
-            gnorm = gsum / per_epoch if grad_norm else np.full(S, np.nan)
-            train_loss = log(epoch, wall, updates, gnorm)
-            if not grad_norm:  # the epoch's last update shows only in the evaluated loss
-                check_finite(train_loss, np.zeros(S), epoch, updates)
-    results = []
-    for s, rec in enumerate(recorders):
-        traj, traj_updates = rec.finish(updates, {"w": W[s]})
-        results.append(TrainResult(histories[s], traj, traj_updates, updates, wall / S))
-    return results
-
-
-def _members_epoch(model, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
-                   perms: np.ndarray | None, bs: int, epoch: int, updates: int,
-                   record, grad_norm: bool = True) -> tuple[int, np.ndarray]:
-    """One pass of every member over its own order ``perms`` (None: one full batch); returns
-    the update count after it and each member's sum of gradient norms (0 without
-    ``grad_norm``)."""
-    gsum, lsum = 0.0, 0.0
-    for start in range(0, X.shape[0], bs):
-        if perms is not None:  # gather the S batches: cheaper than a shuffled (S, N, D) copy
-            rows = perms[:, start:start + bs]
-            Xb, yb = X[rows], y[rows]  # (S, B, D), (S, B)
-        else:
-            Xb, yb = X, y
-        loss, grads = model.loss_and_grads(Xb, yb)
-        if grad_norm:
-            g = grads["w"]
-            gsum += np.sqrt(np.vecdot(g, g))  # (S,)
-        lsum += loss
-        _step(optimizer, model, grads, Xb, yb)
-        updates += 1
-        record(updates)
-    # a non-finite loss or gradient stays non-finite in these sums (and in the weights it
-    # reaches), so one check per epoch catches it; train() checks every update
-    check_finite(lsum, gsum, epoch, updates)
+    optimizer.flush_subnormals()  # once per epoch: see there
     return updates, gsum

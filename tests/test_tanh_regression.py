@@ -63,3 +63,28 @@ def test_shapes_and_dtypes(n, d, dtype):
     assert model.forward(X).shape == (n,)
     assert set(np.unique(model.predict(X))) <= {-1, 1}
     assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_each_ensemble_member_is_the_single_model_on_its_batch(n):
+    """One class computes both: member s of a (S, D) ensemble, on its own batch X[s] (batch
+    size 1 takes the broadcast path) or on a shared X, gives the single model's loss,
+    gradient and evaluation for w = W[s]."""
+    from models.tanh_regression import TanhEnsemble
+
+    rng = np.random.default_rng(n)
+    W = rng.standard_normal((3, 4)) * 0.5
+    Xs, ys = rng.standard_normal((3, n, 4)), rng.choice([-1.0, 1.0], (3, n))
+    ensemble = TanhEnsemble(W)
+    for X, y in ((Xs, ys), (Xs[0], ys[0])):  # per-member batches, then one shared batch
+        losses, grads = ensemble.loss_and_grads(X, y)
+        for s in range(3):
+            Xm, ym = (X[s], y[s]) if X.ndim == 3 else (X, y)
+            single = TanhRegression(W[s])
+            loss, g = single.loss_and_grads(Xm, ym)
+            assert losses[s] == pytest.approx(loss, rel=1e-12)
+            np.testing.assert_allclose(grads["w"][s], g["w"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ensemble.evaluate(Xs[0], ys[0]),
+                               np.array([TanhRegression(w).evaluate(Xs[0], ys[0]) for w in W]).T,
+                               rtol=1e-12)
+    assert isinstance(TanhRegression(W[0]).loss(Xs[0], ys[0]), float)  # one model: a float

@@ -201,8 +201,8 @@ def test_trajectory_recorder_bounded():
                                      ("momentum", 3), ("linesearch", None), ("linesearch", 4)])
 def test_members_equal_separate_runs(name, bs):
     """Training S seeds at once (TanhEnsemble) gives each seed its separate-run result."""
+    from models.ensemble_training import train_members
     from models.tanh_regression import TanhEnsemble
-    from models.training import train_members
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 6))
@@ -251,8 +251,9 @@ def test_task_cost_puts_batch_one_adam_before_full_batch_gd():
 
 
 def test_members_without_grad_norm_same_result_and_still_catch_divergence():
+    from models.ensemble_training import row_sized_ufunc_buffer, train_members
     from models.tanh_regression import TanhEnsemble
-    from models.training import DivergenceError, row_sized_ufunc_buffer, train_members
+    from models.training import DivergenceError
 
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((20, 40)), np.sign(rng.standard_normal(20))

@@ -20,6 +20,7 @@ import logging
 import tarfile
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -86,42 +87,89 @@ def convert(records: list[dict], distractors: str = config.EXAMS_DISTRACTORS,
     rng = np.random.default_rng(seed)
     rows, skipped, seen, pairs = [], Counter(), set(), set()
     for rec in records:
-        q = rec.get("question") or {}
-        stem = " ".join(str(q.get("stem") or "").split())
-        choices = {str(c.get("label")): " ".join(str(c.get("text") or "").split())
-                   for c in q.get("choices") or [] if isinstance(c, dict)}
-        key, rid = str(rec.get("answerKey")), str(rec.get("id"))
-        if rid in seen:
-            skipped["repeated id"] += 1
-            continue
-        seen.add(rid)
-        if key not in choices:
-            skipped["answer key names no option"] += 1
-            continue
-        correct = choices[key]
-        if not stem or not correct:
-            skipped["empty question or correct option"] += 1
-            continue
-        wrong = [t for label, t in sorted(choices.items()) if label != key]
-        usable = list(dict.fromkeys(t for t in wrong if t and t != correct))
-        skipped["wrong option empty, repeated or equal to the correct one"] += len(wrong) - len(usable)
+        q = _question(rec)
+        usable = _usable_wrong_options(q, seen, skipped)
         if not usable:
-            skipped["no usable wrong option"] += 1
             continue
+        # 1. the wrong option(s): one seeded random pick, or all of them
         picked = [usable[int(rng.integers(len(usable)))]] if distractors == "one" else usable
-        info = rec.get("info") if isinstance(rec.get("info"), dict) else {}  # optional metadata
-        base = {"question": stem, "topic": info.get("subject", ""), "source": "exams-tr",
-                "exams_id": rid, "exams_split": rec["_split"], "grade": info.get("grade", "")}
-        fresh = [t for t in picked if (stem, t, -1) not in pairs]
-        if (stem, correct, 1) in pairs or not fresh:  # another record with the same stem
-            skipped["question repeating another record's"] += 1
-            continue
-        skipped["wrong option repeating another record's"] += len(picked) - len(fresh)
-        pairs.update([(stem, correct, 1)] + [(stem, t, -1) for t in fresh])
-        rows.append({**base, "answer": correct, "label": 1})
-        rows += [{**base, "answer": t, "label": -1} for t in fresh]
+        # 2. the rows not already made from another record with the same stem
+        rows += _rows(rec, q, picked, pairs, skipped)
     skipped = Counter({k: v for k, v in skipped.items() if v})
     return rows, skipped
+
+
+class _Question(NamedTuple):
+    """A record's parts, whitespace normalised; a missing part is empty."""
+
+    rid: str
+    stem: str
+    choices: dict[str, str]  # option text by label
+    key: str  # the correct option's label
+
+
+def _question(rec: dict) -> _Question:
+    """The parts of an EXAMS record that decide its rows."""
+    q = rec.get("question") or {}
+    stem = " ".join(str(q.get("stem") or "").split())
+    choices = {str(c.get("label")): " ".join(str(c.get("text") or "").split())
+               for c in q.get("choices") or [] if isinstance(c, dict)}
+    return _Question(str(rec.get("id")), stem, choices, str(rec.get("answerKey")))
+
+
+def _unusable(q: _Question, seen: set[str]) -> str | None:
+    """Why the record gives no row at all (the reason it is skipped under), or None. Its id
+    counts as seen from here on, even when the record is unusable for another reason."""
+    if q.rid in seen:
+        return "repeated id"
+    seen.add(q.rid)
+    if q.key not in q.choices:
+        return "answer key names no option"
+    if not q.stem or not q.choices[q.key]:
+        return "empty question or correct option"
+    return None
+
+
+def _usable_wrong_options(q: _Question, seen: set[str], skipped: Counter) -> list[str]:
+    """The record's wrong options that can make -1 rows; none when the record gives no row at
+    all, which ``skipped`` then counts under the reason."""
+    reason = _unusable(q, seen)
+    if reason is None:
+        usable = _wrong_options(q, skipped)
+        if usable:
+            return usable
+        reason = "no usable wrong option"
+    skipped[reason] += 1
+    return []
+
+
+def _wrong_options(q: _Question, skipped: Counter) -> list[str]:
+    """The wrong options that can make a -1 row, in label order: non-empty, distinct and not
+    equal to the correct one; the others are counted in ``skipped``."""
+    correct = q.choices[q.key]
+    wrong = [t for label, t in sorted(q.choices.items()) if label != q.key]
+    usable = list(dict.fromkeys(t for t in wrong if t and t != correct))
+    skipped["wrong option empty, repeated or equal to the correct one"] += len(wrong) - len(usable)
+    return usable
+
+
+def _rows(rec: dict, q: _Question, picked: list[str], pairs: set, skipped: Counter) -> list[dict]:
+    """The correct option's +1 row and a -1 row per picked wrong option, leaving out pairs
+    another record already gave (``pairs`` holds them; the new ones are added). No row at all
+    when the question repeats another record's: its correct pair is taken, or every wrong one
+    is."""
+    info = rec.get("info") if isinstance(rec.get("info"), dict) else {}  # optional metadata
+    base = {"question": q.stem, "topic": info.get("subject", ""), "source": "exams-tr",
+            "exams_id": q.rid, "exams_split": rec["_split"], "grade": info.get("grade", "")}
+    correct = q.choices[q.key]
+    fresh = [t for t in picked if (q.stem, t, -1) not in pairs]
+    if (q.stem, correct, 1) in pairs or not fresh:  # another record with the same stem
+        skipped["question repeating another record's"] += 1
+        return []
+    skipped["wrong option repeating another record's"] += len(picked) - len(fresh)
+    pairs.update([(q.stem, correct, 1)] + [(q.stem, t, -1) for t in fresh])
+    return ([{**base, "answer": correct, "label": 1}]
+            + [{**base, "answer": t, "label": -1} for t in fresh])
 
 
 def import_exams(source: Path, distractors: str = config.EXAMS_DISTRACTORS,

@@ -36,10 +36,27 @@ def request_deadline(seconds: float, stop: threading.Event | None = None):
         _local.ctx = prev
 
 
-def _classes(httpx, httpcore):
-    """The stream, backend and transport classes for one (httpx, httpcore) pair: the ollama
-    client runs on httpx/httpcore, the openai client (3.x) on their forks httpx2/httpcore2,
-    which have the same API."""
+def _sliced_read(inner, max_bytes: int, timeout: float | None, ctx, httpcore) -> bytes:
+    """``inner.read`` in slices of at most ``SLICE_S`` seconds, looking between slices at the
+    stop event and the clock: the read ends by the request's deadline or by its own
+    ``timeout``, whichever comes first."""
+    deadline, stop = ctx
+    end = deadline if timeout is None else min(deadline, time.monotonic() + timeout)
+    while True:
+        if stop is not None and stop.is_set():
+            raise httpcore.ReadError("request cancelled")
+        left = end - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("the request took longer than its total deadline"
+                                       if end == deadline else "timed out")
+        try:
+            return inner.read(max_bytes, min(SLICE_S, left))
+        except httpcore.ReadTimeout:
+            continue  # a slice ran out with no data: look at the clock and the stop event
+
+
+def _stream_class(httpcore):
+    """A network stream wrapping httpcore's, whose reads honour ``request_deadline``."""
 
     class DeadlineStream(httpcore.NetworkStream):
         def __init__(self, inner) -> None:
@@ -47,22 +64,9 @@ def _classes(httpx, httpcore):
 
         def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
             ctx = getattr(_local, "ctx", None)
-            if ctx is None:
+            if ctx is None:  # outside request_deadline: httpx's own behaviour
                 return self._inner.read(max_bytes, timeout)
-            deadline, stop = ctx
-            read_end = None if timeout is None else time.monotonic() + timeout
-            end = deadline if read_end is None else min(deadline, read_end)
-            while True:
-                if stop is not None and stop.is_set():
-                    raise httpcore.ReadError("request cancelled")
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise httpcore.ReadTimeout("the request took longer than its total deadline"
-                                               if end == deadline else "timed out")
-                try:
-                    return self._inner.read(max_bytes, min(SLICE_S, left))
-                except httpcore.ReadTimeout:
-                    continue  # a slice ran out with no data: look at the clock and the stop event
+            return _sliced_read(self._inner, max_bytes, timeout, ctx, httpcore)
 
         def write(self, buffer: bytes, timeout: float | None = None) -> None:
             self._inner.write(buffer, timeout)
@@ -76,12 +80,21 @@ def _classes(httpx, httpcore):
         def get_extra_info(self, info: str):
             return self._inner.get_extra_info(info)
 
+    return DeadlineStream
+
+
+def _classes(httpx, httpcore):
+    """The transport class for one (httpx, httpcore) pair: the ollama client runs on
+    httpx/httpcore, the openai client (3.x) on their forks httpx2/httpcore2, which have the
+    same API."""
+    stream = _stream_class(httpcore)
+
     class DeadlineBackend(httpcore.SyncBackend):
         def connect_tcp(self, *args, **kwargs):
-            return DeadlineStream(super().connect_tcp(*args, **kwargs))
+            return stream(super().connect_tcp(*args, **kwargs))
 
         def connect_unix_socket(self, *args, **kwargs):
-            return DeadlineStream(super().connect_unix_socket(*args, **kwargs))
+            return stream(super().connect_unix_socket(*args, **kwargs))
 
     class DeadlineTransport(httpx.HTTPTransport):
         """httpx's transport on a connection pool whose connections honour

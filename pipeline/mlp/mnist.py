@@ -129,6 +129,17 @@ def epoch_line(epoch: int, rec: dict) -> str:
             f"{val}  lr {rec['lr']:.2e}  {rec['wall_time_s']:.1f} s")
 
 
+def _train_config(cfg: MnistConfig, monitor: str) -> TrainConfig:
+    """The training loop's settings for ``cfg``; early stopping and plateau schedules watch
+    ``monitor``'s loss."""
+    schedule = make_schedule(cfg.schedule, cfg.lr, cfg.epochs) if cfg.schedule != "constant" \
+        else None
+    return TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+                       max_trajectory_points=0, patience=cfg.patience, monitor=monitor,
+                       grad_clip=cfg.grad_clip, schedule=schedule,
+                       train_eval_size=config.MNIST_TRAIN_EVAL_ROWS)
+
+
 def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool = False,
         on_update=None, on_epoch_end=None):
     """Train on (train minus validation); returns (model, TrainResult, notes, pixel stats).
@@ -147,12 +158,7 @@ def fit(cfg: MnistConfig, data, show_progress: bool = True, quiet_health: bool =
     model = build(cfg)
     opt = make_mlp_optimizer(cfg, model)
     eval_sets = {"val": (Xv, yv)} if len(yv) else {}
-    schedule = make_schedule(cfg.schedule, cfg.lr, cfg.epochs) if cfg.schedule != "constant" \
-        else None
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                       max_trajectory_points=0, patience=cfg.patience,
-                       monitor="val" if eval_sets else "train", grad_clip=cfg.grad_clip,
-                       schedule=schedule, train_eval_size=config.MNIST_TRAIN_EVAL_ROWS)
+    tcfg = _train_config(cfg, monitor="val" if eval_sets else "train")
     steps = math.ceil(len(Xtr) / cfg.batch_size)
     bar = tqdm(total=steps, disable=not show_progress, leave=False, unit="batch")
     notes: list[str] = []

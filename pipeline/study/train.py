@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from models.ensemble_training import train_members
 from models.optimizers import make_optimizer
 from models.tanh_regression import TanhEnsemble, TanhRegression, init_weights
-from models.training import DivergenceError, TrainConfig, train, train_members
+from models.training import DivergenceError, TrainConfig, train
 from pipeline.core import config
 from pipeline.core.config import STUDY_DEFAULTS, StudyConfig
 from pipeline.core.files import (

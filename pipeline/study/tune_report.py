@@ -170,53 +170,73 @@ def claims(tuned: dict) -> list[str]:
     if len(have) < 2:
         return ["The original study's claims compare GD, SGD and Adam: tune at least two of them."]
     f = {n: tuned[n]["final"] for n in have}
-    out = []
+    return [_speed_claim(have, f), _stability_claim(have, f), _directness_claim(have, f),
+            _spread_claim(have, f)]
 
-    def fastest(key):
-        return min(have, key=lambda n: f[n][key]["median"])
 
+def _speed_claim(have: list[str], f: dict) -> str:
+    """*Speed*: fewest updates and least time to the target loss (Adam fastest, GD slowest)."""
     reached = [n for n in have if math.isfinite(f[n]["updates_to_target"]["median"])]
     if not reached:
-        out.append("*Speed.* No optimizer's median run reached the target loss, so speed is not "
-                   "compared; raise --epochs or the --target-loss.")
-    else:
-        speed = min(reached, key=lambda n: f[n]["updates_to_target"]["median"])
-        t_speed = min(reached, key=lambda n: f[n]["time_to_target_s"]["median"])
-        slow = [n for n in have if f[n]["time_to_target_s"]["median"]
-                == max(f[m]["time_to_target_s"]["median"] for m in have)]
-        never = [n for n in have if n not in reached]
-        out.append(f"*Speed.* Fewest updates to the target loss: **{speed}** "
-                   f"({_ci(f[speed]['updates_to_target'], 0)}); least time: **{t_speed}** "
-                   f"({_ci(f[t_speed]['time_to_target_s'])} s)"
-                   + (f"; {', '.join(never)} never reached it" if never else "") + ". "
-                   + ("Supported: Adam is the fastest. " if speed == "adam" == t_speed else
-                      "Not supported as stated: Adam is not the fastest by both measures. ")
-                   + ("" if "gd" not in have else
-                      "GD is the slowest, as claimed." if slow == ["gd"] else
-                      "GD is among the slowest, as claimed." if "gd" in slow else
-                      "GD is not the slowest here."))
+        return ("*Speed.* No optimizer's median run reached the target loss, so speed is not "
+                "compared; raise --epochs or the --target-loss.")
+    speed = min(reached, key=lambda n: f[n]["updates_to_target"]["median"])
+    t_speed = min(reached, key=lambda n: f[n]["time_to_target_s"]["median"])
+    never = [n for n in have if n not in reached]
+    return (f"*Speed.* Fewest updates to the target loss: **{speed}** "
+            f"({_ci(f[speed]['updates_to_target'], 0)}); least time: **{t_speed}** "
+            f"({_ci(f[t_speed]['time_to_target_s'])} s)"
+            + (f"; {', '.join(never)} never reached it" if never else "") + ". "
+            + ("Supported: Adam is the fastest. " if speed == "adam" == t_speed else
+               "Not supported as stated: Adam is not the fastest by both measures. ")
+            + _gd_slowest(have, f))
+
+
+def _gd_slowest(have: list[str], f: dict) -> str:
+    """Whether GD takes the most time to the target loss, as the study says (if it ran)."""
+    if "gd" not in have:
+        return ""
+    worst = max(f[m]["time_to_target_s"]["median"] for m in have)
+    slow = [n for n in have if f[n]["time_to_target_s"]["median"] == worst]
+    if slow == ["gd"]:
+        return "GD is the slowest, as claimed."
+    return "GD is among the slowest, as claimed." if "gd" in slow else "GD is not the slowest here."
+
+
+def _stability_claim(have: list[str], f: dict) -> str:
+    """*Stability*: the fraction of steps where the training loss went up (SGD zig-zags most,
+    GD the least), with whether the extremes differ beyond noise."""
     calm = min(have, key=lambda n: f[n]["up_fraction"]["median"])
     rough = max(have, key=lambda n: f[n]["up_fraction"]["median"])
     noise = _overlap(f[calm]["up_fraction"], f[rough]["up_fraction"])
-    out.append(f"*Stability.* Fraction of recorded steps where the training loss went up: lowest "
-               f"for **{calm}** ({_ci(f[calm]['up_fraction'])}), highest for **{rough}** "
-               f"({_ci(f[rough]['up_fraction'])})"
-               + (" — the intervals overlap, so the difference is noise. " if noise else ". ")
-               + ("Supported: SGD zig-zags most. " if rough == "sgd" and not noise else
-                  "The claim that SGD is the unstable one is not supported. " if "sgd" in have else "")
-               + ("GD is the steadiest, as claimed." if calm == "gd" else ""))
+    if rough == "sgd" and not noise:
+        verdict = "Supported: SGD zig-zags most. "
+    else:
+        verdict = "The claim that SGD is the unstable one is not supported. " if "sgd" in have else ""
+    return (f"*Stability.* Fraction of recorded steps where the training loss went up: lowest "
+            f"for **{calm}** ({_ci(f[calm]['up_fraction'])}), highest for **{rough}** "
+            f"({_ci(f[rough]['up_fraction'])})"
+            + (" — the intervals overlap, so the difference is noise. " if noise else ". ")
+            + verdict + ("GD is the steadiest, as claimed." if calm == "gd" else ""))
+
+
+def _directness_claim(have: list[str], f: dict) -> str:
+    """*Directness*: start-to-end distance over path length (Adam the most direct)."""
     direct = max(have, key=lambda n: f[n]["directness"]["median"])
-    out.append(f"*Directness* (start-to-end distance over path length, 1 = straight): highest for "
-               f"**{direct}** ({_ci(f[direct]['directness'])}). "
-               + ("Supported: Adam takes the most direct path." if direct == "adam" else
-                  "Not supported: Adam does not take the most direct path here."))
+    return (f"*Directness* (start-to-end distance over path length, 1 = straight): highest for "
+            f"**{direct}** ({_ci(f[direct]['directness'])}). "
+            + ("Supported: Adam takes the most direct path." if direct == "adam" else
+               "Not supported: Adam does not take the most direct path here."))
+
+
+def _spread_claim(have: list[str], f: dict) -> str:
+    """*Spread over seeds*: the width of the final training loss's CI (GD very stable)."""
     widths = {n: f[n]["final_train_loss"]["high"] - f[n]["final_train_loss"]["low"] for n in have}
     steady = min(have, key=lambda n: widths[n])
-    out.append("*Spread over seeds* (width of the final training loss's CI): "
-               + ", ".join(f"{n} {w:.3f}" for n, w in widths.items())
-               + f"; narrowest for **{steady}**"
-               + (", as the claim that GD is very stable says." if steady == "gd" else "."))
-    return out
+    return ("*Spread over seeds* (width of the final training loss's CI): "
+            + ", ".join(f"{n} {w:.3f}" for n, w in widths.items())
+            + f"; narrowest for **{steady}**"
+            + (", as the claim that GD is very stable says." if steady == "gd" else "."))
 
 
 # ------------------------------------------------------------------------------- report
