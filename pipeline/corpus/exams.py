@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pipeline.core import config
-from pipeline.core.files import UserError, atomic_write_text, read_error
+from pipeline.core.files import UserError, atomic_write_text, check_regular_input, read_error
 
 log = logging.getLogger(__name__)
 
@@ -33,48 +33,87 @@ SPLITS = ("train", "dev")
 DISTRACTORS = config.EXAMS_DISTRACTOR_CHOICES
 
 
-def _lines(source: Path, split: str) -> list[bytes]:
-    """The JSONL lines of one split, from ``<split>_tr.jsonl`` or its ``.tar.gz``."""
+def _split_file(source: Path, split: str) -> Path:
+    """The file holding one split: ``<split>_tr.jsonl`` or its ``.tar.gz``, a regular file."""
     plain, packed = source / f"{split}_tr.jsonl", source / f"{split}_tr.jsonl.tar.gz"
-    if plain.exists():
-        try:
-            return plain.read_bytes().splitlines()
-        except OSError as e:
-            raise read_error(e, plain, "EXAMS data", "replace it with a fresh copy") from None
-    if not packed.exists():
+    path = plain if plain.exists() or plain.is_symlink() else packed
+    if not path.exists() and not path.is_symlink():
         raise UserError(f"{source} has neither {plain.name} nor {packed.name}; pass --source "
                         "the folder of the EXAMS Turkish files (e.g. ../shared/data/exams-tr)")
+    return check_regular_input(path, "EXAMS file", "replace it with the EXAMS file of that name")
+
+
+def _lines(path: Path) -> list[bytes]:
+    """The JSONL lines of one split file; an archive's member is read up to
+    ``config.EXAMS_MAX_BYTES`` (a small archive can hold a huge member)."""
+    cap = config.EXAMS_MAX_BYTES
+    if not path.name.endswith(".tar.gz"):
+        if path.stat().st_size > cap:
+            raise UserError(f"{path} is larger than {cap >> 20} MiB; EXAMS splits are a few MB: "
+                            "is it the right file?")
+        try:
+            return path.read_bytes().splitlines()
+        except OSError as e:
+            raise read_error(e, path, "EXAMS data", "replace it with a fresh copy") from None
     try:
-        with tarfile.open(packed, "r:gz") as tar:
-            member = next((m for m in tar.getmembers()
-                           if m.isfile() and m.name.endswith(".jsonl")), None)
+        with tarfile.open(path, "r:gz") as tar:
+            member = next((m for m in tar if m.isfile() and m.name.endswith(".jsonl")), None)
             if member is None:
-                raise UserError(f"{packed} holds no .jsonl file; is it the EXAMS archive?")
-            return tar.extractfile(member).read().splitlines()
+                raise UserError(f"{path} holds no .jsonl file; is it the EXAMS archive?")
+            if member.size > cap:
+                raise UserError(f"{path}: its member {member.name} unpacks to {member.size >> 20} "
+                                f"MiB, over the {cap >> 20} MiB an EXAMS split can be; replace the "
+                                "archive")
+            data = tar.extractfile(member).read(cap + 1)
     except (OSError, tarfile.TarError, EOFError) as e:  # a bad gzip stream is an OSError
-        raise UserError(f"{packed} is not a readable .tar.gz archive ({e}); replace it") from None
+        raise UserError(f"{path} is not a readable .tar.gz archive ({e}); replace it") from None
+    if len(data) > cap:
+        raise UserError(f"{path} unpacks to over {cap >> 20} MiB; replace the archive")
+    return data.splitlines()
+
+
+def _record(raw: bytes) -> dict | None:
+    """One JSONL line as an EXAMS record, or None when it is not one."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("question"), dict):
+        return None
+    if not isinstance(rec["question"].get("choices"), list):
+        return None
+    return rec
 
 
 def read_exams(source: Path) -> tuple[list[dict], Counter]:
     """Every usable-looking record of both splits, tagged with its split; lines that are not
-    JSON records are counted as skipped."""
+    JSON records are counted as skipped. A split with no record at all (a binary file, another
+    schema) or two splits that are one file are refused, naming the file."""
     source = Path(source)
     if not source.is_dir():
         raise UserError(f"--source {source} is not a folder; pass the folder of the EXAMS "
                         "Turkish files")
-    records, skipped = [], Counter()
+    records, skipped, seen = [], Counter(), {}
     for split in SPLITS:
-        for raw in _lines(source, split):
+        path = _split_file(source, split)
+        real = path.resolve()
+        if real in seen:
+            raise UserError(f"{path} is the same file as {seen[real]}; each split needs its own "
+                            "file")
+        seen[real] = path
+        n_before = len(records)
+        for raw in _lines(path):
             if not raw.strip():
                 continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-                rec["question"]["choices"]  # noqa: B018 - the shape every record must have
-            except (ValueError, KeyError, TypeError):
+            rec = _record(raw)
+            if rec is None:
                 skipped["not a JSON record"] += 1
                 continue
             rec["_split"] = split
             records.append(rec)
+        if len(records) == n_before:
+            raise UserError(f"{path} holds no EXAMS record (JSON lines with a question and its "
+                            "choices); is it the right file?")
     return records, skipped
 
 

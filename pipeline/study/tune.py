@@ -50,6 +50,7 @@ from pipeline.core.files import (
     claim_dir,
     read_json,
     read_jsonl_numbered,
+    remove_stale_temps,
     stamp_key,
 )
 from pipeline.core.locking import FileLock, lock_path_for
@@ -339,6 +340,7 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
     out_dir = Path(out) if out is not None else config.TUNE_DIR / (data_dir.resolve().name + suffix)
     with FileLock(lock_path_for(out_dir), f"tune dir {out_dir}", command="qa tune"):
         claim_dir(out_dir, "tune" if opts.select == "val" else f"tune-select-{opts.select}")
+        remove_stale_temps(out_dir)  # a killed run's half-written figures (.x.png.*.tmp)
         earlier = _check_same_protocol(out_dir, opts, data_fingerprint(ds), data_dir)
         arrays = {"X_fit": ds.X_train[~val], "y_fit": ds.y_train[~val],
                   "X_val": ds.X_train[val], "y_val": ds.y_train[val],
@@ -545,9 +547,9 @@ def _run_all(opts: TuneOptions, trials: TrialLog, arrays: dict, jobs: int,
         log.info("every trial is already in %s", trials.path)
         return
     n_tasks = sum(2 if s["phase"] == "tune" else 1 for s in todo)
-    bar = tqdm(total=n_tasks, desc="tune", unit="task", disable=not show_progress)
     jobs = min(jobs, len(todo))
-    runner = make_runner(opts.scheduler, jobs, arrays)
+    runner = make_runner(opts.scheduler, jobs, arrays)  # before the bar: it may fail in one line
+    bar = tqdm(total=n_tasks, desc="tune", unit="task", disable=not show_progress)
     try:
         pending = {runner.submit(run_trials, s): s for s in todo}
         while pending:
