@@ -184,13 +184,14 @@ def test_report_rows_of_other_seeds_are_named_and_flagged(processed, tmp_path, r
     rows = _table(report)
     assert {n: rows[n]["seeds"] for n in ("gd", "sgd", "adam")} == {"gd": "3", "sgd": "3",
                                                                      "adam": "2"}
-    assert rows["adam"]["timed"] == "2 seeds in one pass"
-    assert rows["gd"]["timed"] == "3 seeds in one pass"
+    assert rows["adam"]["timed"] == "2 seeds in one pass; alone"  # its own qa train
+    assert rows["gd"]["timed"] == "3 seeds in one pass; with 1 other on 1 process"
     assert all(rows[n]["epochs"] == "3" for n in ("gd", "sgd", "adam"))
     assert "(3 seeds)" not in report and "the seeds differ between optimizers" in report
     assert "The rows are not all comparable" in report
     assert "**Different numbers of seeds** (gd, sgd: 3; adam: 2)" in report
-    assert "**Timed by separate `qa train` commands** (gd, sgd; adam)" in report
+    assert ("**Timed under different conditions** (gd, sgd: 3 seeds in one pass; with 1 other on 1 "
+            "process; adam: 2 seeds in one pass; alone)") in report
     assert "Different training lengths" not in report
 
 
@@ -201,7 +202,7 @@ def test_report_of_one_command_claims_no_difference(processed, tmp_path, runner)
     report = _report(runner, run)
     assert "not all comparable" not in report and "Different" not in report
     assert "seeds 0, 1 for every optimizer" in report
-    assert "does not record whether its optimizers were trained by one `qa train`" in report
+    assert "with 1 other on 1 process" in report  # qa train records how it timed them
     assert "Epochs therefore flatter" in report  # gd full batch, adam batch 1
 
 

@@ -202,12 +202,14 @@ def _train_and_land(todo: list[tuple[str, dict]], study: StudyConfig, ds: Datase
     remaining = {n: study.seeds for n, _ in todo}
     bar = tqdm(total=len(todo) * study.seeds, desc="train", unit="run", disable=not show_progress)
     jobs = max(1, min(study.jobs or default_jobs(), len(tasks)))
+    # how the wall times were measured, for `qa visualize` to say per row and compare
+    timing = {"jobs": jobs, "together": [n for n, _ in todo]}
     pool = process_pool(jobs) if jobs > 1 else None
     try:
         it = pool.map(_run_task, tasks) if pool else map(_run_task, tasks)
         for rec in (r for batch in it for r in batch):
             name = rec["optimizer"]
-            results[name].append(rec)
+            results[name].append(rec if "diverged" in rec else {**rec, "timing": timing})
             remaining[name] -= 1
             bar.update(1)
             bar.set_postfix_str(f"{name} seed {rec['seed']}: "
