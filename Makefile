@@ -28,7 +28,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 setup: $(STAMP)  ## create .venv and install the project with every extra (CPU PyTorch first)
 
 demo: $(STAMP)  ## run the optimizer study offline on the bundled data
-	$(BIN)/qa run --model bundled
+	$(BIN)/qa run --embedder bundled
 
 test: $(STAMP)  ## ruff, then the test suite (with the wheel installed outside the checkout)
 	$(BIN)/ruff check models pipeline tests benchmarks
@@ -44,7 +44,7 @@ bench: $(STAMP)  ## speed: MNIST NumPy MLP vs PyTorch, the tanh study, qa tune v
 	$(BIN)/python benchmarks/linesearch_cost.py
 
 figures: $(STAMP)  ## regenerate the README figures in docs/ from a demo run
-	$(BIN)/qa run --model bundled --out output/runs/docs-demo
+	$(BIN)/qa run --embedder bundled --out output/runs/docs-demo
 	mkdir -p docs
 	cp output/runs/docs-demo/*.png docs/
 

@@ -1,4 +1,5 @@
-"""What every figure shares: one colour per optimizer, an atomic PNG writer, and the check that
+"""What every figure shares: one colour and one end-marker shape per optimizer, an atomic PNG
+writer, and the check that
 every text of a figure lies inside the saved canvas."""
 
 from __future__ import annotations
@@ -6,7 +7,9 @@ from __future__ import annotations
 from io import BytesIO
 from pathlib import Path
 
-from pipeline.core.files import atomic_write_bytes
+from pipeline.core.files import (
+    atomic_write_bytes,
+)
 
 COLORS = {"gd": "#1f77b4", "sgd": "#ff7f0e", "adam": "#2ca02c", "momentum": "#d62728",
           "rmsprop": "#9467bd", "linesearch": "#8c564b", "adamw": "#e377c2"}
@@ -82,3 +85,63 @@ def _drawn_texts(fig):
             items.append((f"legend of {ax.get_title()!r}", ax.get_legend()))
     return [(label, a) for label, a in items
             if a.get_visible() and (not hasattr(a, "get_text") or a.get_text().strip())]
+
+
+# End markers: one hollow shape per optimizer, larger for the earlier optimizers and drawn
+# largest first. Optimizers of one seed often end at the same point (adam and rmsprop, sgd and
+# momentum on the demo): filled markers of one shape stacked there and only the last drawn
+# showed. Jitter would move an end off its true place; nested hollow outlines keep it, let the
+# ones under them show through, and their shapes name them even where colours blend.
+END_MARKERS = {"gd": "s", "sgd": "^", "adam": "o", "momentum": "v", "rmsprop": "D",
+               "linesearch": "h", "adamw": "p"}
+
+
+_SPARE_MARKERS = ("<", ">", "8", "d", "H")
+
+
+END_SIZE, END_SIZE_STEP = 6.0, 1.8  # points: the last optimizer's, and the growth per place
+
+
+def color_map(names: list[str]) -> dict[str, str]:
+    """Each name's colour: its fixed one, else one of tab10's colours no optimizer owns, so
+    that a path and its markers share a colour."""
+    spare = ("#7f7f7f", "#bcbd22", "#17becf")
+    others = [n for n in names if n not in COLORS]
+    return {n: COLORS[n] if n in COLORS else spare[others.index(n) % len(spare)] for n in names}
+
+
+def end_marker(name: str, names: list[str]) -> str:
+    """The optimizer's end-marker shape; a name without one takes a spare shape by its place
+    in ``names``."""
+    if name in END_MARKERS:
+        return END_MARKERS[name]
+    return _SPARE_MARKERS[[n for n in names if n not in END_MARKERS].index(name)
+                          % len(_SPARE_MARKERS)]
+
+
+def end_size(name: str, names: list[str]) -> float:
+    """Marker size of an optimizer's end: the first of ``names`` largest, so that coincident
+    ends nest."""
+    return END_SIZE + END_SIZE_STEP * (len(names) - 1 - names.index(name))
+
+
+def draw_end_markers(ax, ends: list[tuple[float, float, str]], names: list[str],
+                     colors: dict[str, str], halo: str = "white") -> None:
+    """Each optimizer's end marker at (x, y, name): a hollow shape above every path, with a
+    thin ``halo`` so it reads on a busy background. Every halo is drawn before any outline,
+    and larger markers before smaller ones, so no marker hides another."""
+    ends = sorted(ends, key=lambda e: -end_size(e[2], names))
+    for x, y, name in ends:
+        ax.plot(x, y, end_marker(name, names), ms=end_size(name, names), mfc="none", mec=halo,
+                mew=3.0, zorder=4)
+    for x, y, name in ends:
+        ax.plot(x, y, end_marker(name, names), ms=end_size(name, names), mfc="none",
+                mec=colors[name], mew=1.6, zorder=5)
+
+
+def end_marker_handles(names: list[str], color_of) -> list:
+    """Legend entries: each optimizer's colour, as a line with its end marker."""
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color=color_of(n), marker=end_marker(n, names), mfc="none", mew=1.6,
+                   ms=9, label=n) for n in names]

@@ -40,7 +40,7 @@ def write_report(out_dir: Path, opts, trials, tuned: dict) -> Path:
 def sensitivity_figure(path: Path, names, trials, tuned, opts) -> None:
     import matplotlib.pyplot as plt
 
-    from pipeline.study.visualize import color_map, draw_end_markers, end_marker_handles
+    from pipeline.core.plotting import color_map, draw_end_markers, end_marker_handles
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = color_map(list(names))
