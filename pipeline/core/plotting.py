@@ -1,6 +1,5 @@
 """What every figure shares: one colour and one end-marker shape per optimizer, an atomic PNG
-writer, and the check that
-every text of a figure lies inside the saved canvas."""
+writer, and the check that every text of a figure lies inside the saved canvas."""
 
 from __future__ import annotations
 
