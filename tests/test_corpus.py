@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.core.config import StudyConfig
-from pipeline.core.files import claim_dir
+from pipeline.core.ownership import claim_dir
 from tests.conftest import make_processed
 
 N_FEATURES = 17  # make_processed(d=16) + the bias column

@@ -96,7 +96,7 @@ def test_curate_refuses_an_out_that_is_its_own_card(runner, tmp_path, user_dir):
 
 def test_curate_reruns_over_its_own_files_but_not_over_an_edited_one(runner, tmp_path,
                                                                     user_dir):
-    from pipeline.core.files import OWNED_FILES
+    from pipeline.core.ownership import OWNED_FILES
 
     src = _pairs(tmp_path / "gen.csv")
     args = ["-q", "curate", "--input", str(src), "--out", str(user_dir / "cur.csv")]
@@ -195,7 +195,7 @@ def test_tune_select_train_refuses_a_select_val_dir(runner, processed):
 
 
 def test_a_dir_knows_which_stage_made_it_and_old_markers_stay_readable(tmp_path):
-    from pipeline.core.files import OWNER_MARKER, claim_dir, dir_kind, is_ours
+    from pipeline.core.ownership import OWNER_MARKER, claim_dir, dir_kind, is_ours
 
     curve = claim_dir(tmp_path / "c", "curve")
     with pytest.raises(UserError, match=r"made by qa curve.*choose another --out"):
@@ -242,7 +242,7 @@ def _torn(path: Path) -> bytes:
 
 def test_a_symlinked_trials_journal_is_refused_and_its_target_kept(runner, tmp_path,
                                                                   processed):
-    from pipeline.core.files import OWNER_MARKER
+    from pipeline.core.ownership import OWNER_MARKER
 
     target = tmp_path / "elsewhere.jsonl"
     data = _torn(target)
@@ -257,7 +257,7 @@ def test_a_symlinked_trials_journal_is_refused_and_its_target_kept(runner, tmp_p
 
 
 def test_the_shared_journal_reader_never_cuts_through_a_link(tmp_path):
-    from pipeline.core.files import append_jsonl, read_jsonl
+    from pipeline.core.jsonl import append_jsonl, read_jsonl
     from pipeline.corpus.journal import Journal
 
     target = tmp_path / "target.jsonl"
@@ -275,7 +275,7 @@ def test_the_shared_journal_reader_never_cuts_through_a_link(tmp_path):
 
 def test_a_file_that_is_not_a_journal_is_never_cut(tmp_path):
     """Only the torn tail of a JSON record is cut: a user's text is refused, not shortened."""
-    from pipeline.core.files import read_jsonl
+    from pipeline.core.jsonl import read_jsonl
 
     notes = tmp_path / "notes.jsonl"
     notes.write_bytes(b"my notes, no newline at the end")

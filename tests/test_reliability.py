@@ -19,8 +19,9 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.core import config
-from pipeline.core.files import UMASK, UserError, atomic_write_text, make_temp_dir
+from pipeline.core.files import UMASK, UserError, atomic_write_text
 from pipeline.core.locking import FileLock
+from pipeline.core.ownership import make_temp_dir
 from pipeline.corpus.generate import GenerateOptions, generate
 from pipeline.corpus.journal import Journal
 from pipeline.corpus.pairs import bound_texts
@@ -311,7 +312,7 @@ def test_a_run_killed_between_the_renames_is_recovered(tmp_path, processed):
 
 
 def test_a_finished_replacement_drops_the_old_copy(tmp_path):
-    from pipeline.core.files import replace_dir
+    from pipeline.core.ownership import replace_dir
 
     final = tmp_path / "out"
     final.mkdir()

@@ -39,16 +39,9 @@ import numpy as np
 
 from pipeline.core import config
 from pipeline.core.errors import UserError
-from pipeline.core.files import (
-    adopt_file,
-    append_jsonl,
-    check_file_replaceable,
-    check_journal_path,
-    check_no_clash,
-    read_jsonl,
-    sha256_file,
-    write_owned_text,
-)
+from pipeline.core.files import sha256_file
+from pipeline.core.jsonl import append_jsonl, check_journal_path, read_jsonl
+from pipeline.core.ownership import adopt_file, check_file_replaceable, check_no_clash, write_owned_text
 from pipeline.corpus.embed import EmbedOptions, embed_pairs, resolve_prompts
 from pipeline.corpus.pairs import CURATED_FROM, curation_card, read_pairs
 from pipeline.corpus.text import normalise_question, parse_item

@@ -33,16 +33,13 @@ from pipeline.core.files import (
     atomic_save_npy,
     atomic_write_json,
     atomic_write_text,
-    check_replaceable,
     is_up_to_date,
-    make_temp_dir,
     package_versions,
-    remove_stale_temps,
-    replace_dir,
     sha256_file,
     write_latest,
 )
 from pipeline.core.locking import FileLock, lock_path_for
+from pipeline.core.ownership import check_replaceable, make_temp_dir, remove_stale_temps, replace_dir
 from pipeline.corpus.baselines import stored_baselines
 from pipeline.corpus.embedders import (
     Embedder,

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core import config
-from pipeline.core.files import UserError, adopt_file, check_file_replaceable
+from pipeline.core.files import UserError
 from pipeline.core.locking import FileLock, lock_path_for
+from pipeline.core.ownership import adopt_file, check_file_replaceable
 from pipeline.corpus.journal import Journal, write_csv
 from pipeline.corpus.text import normalise_question, parse_item, validate_item
 from pipeline.llm import BACKENDS, FatalError, TransientError

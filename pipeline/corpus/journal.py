@@ -9,13 +9,9 @@ import os
 import threading
 from pathlib import Path
 
-from pipeline.core.files import (
-    UserError,
-    open_journal,
-    os_error,
-    read_jsonl_numbered,
-    write_owned_text,
-)
+from pipeline.core.files import UserError, os_error
+from pipeline.core.jsonl import open_journal, read_jsonl_numbered
+from pipeline.core.ownership import write_owned_text
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from pipeline.core import config
 from pipeline.core.errors import UserError
-from pipeline.core.files import atomic_write_json, atomic_write_text, check_replaceable, claim_dir
+from pipeline.core.files import atomic_write_json, atomic_write_text
+from pipeline.core.ownership import check_replaceable, claim_dir
 from pipeline.core.plotting import save_png
 from pipeline.mlp.mnist import MnistConfig, fit, resolve_data, standardise
 

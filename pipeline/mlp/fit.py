@@ -19,13 +19,8 @@ from models.optimizers import make_optimizer
 from models.training import DivergenceError, TrainConfig, train
 from pipeline.core import config
 from pipeline.core.errors import check_at_least, check_positive
-from pipeline.core.files import (
-    UserError,
-    atomic_write_json,
-    check_replaceable,
-    claim_dir,
-    package_versions,
-)
+from pipeline.core.files import UserError, atomic_write_json, package_versions
+from pipeline.core.ownership import check_replaceable, claim_dir
 from pipeline.core.plotting import save_png
 
 

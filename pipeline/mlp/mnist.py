@@ -29,11 +29,10 @@ from pipeline.core.files import (
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
-    check_replaceable,
-    claim_dir,
     history_csv,
     package_versions,
 )
+from pipeline.core.ownership import check_replaceable, claim_dir
 from pipeline.core.plotting import save_png
 from pipeline.mlp.data import download_mnist, load_mnist
 

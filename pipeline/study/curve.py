@@ -25,7 +25,8 @@ import numpy as np
 
 from pipeline.core import config
 from pipeline.core.errors import UserError, check_at_least
-from pipeline.core.files import atomic_write_json, atomic_write_text, check_replaceable, claim_dir
+from pipeline.core.files import atomic_write_json, atomic_write_text
+from pipeline.core.ownership import check_replaceable, claim_dir
 from pipeline.core.plotting import save_png
 from pipeline.corpus.embed import EmbedOptions, build_features, embed_pairs, model_slug, resolve_prompts
 from pipeline.corpus.pairs import bound_texts, grouped_split, read_pairs, resolve_input

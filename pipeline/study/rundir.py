@@ -24,17 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import config
-from pipeline.core.files import (
-    UserError,
-    atomic_write_json,
-    claim_dir,
-    no_latest_error,
-    read_json,
-    read_latest,
-    recover_dir,
-    remove_stale_temps,
-)
+from pipeline.core.files import UserError, atomic_write_json, no_latest_error, read_json, read_latest
 from pipeline.core.locking import FileLock, lock_path_for
+from pipeline.core.ownership import claim_dir, recover_dir, remove_stale_temps
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,11 @@ from pipeline.core.files import (
     atomic_write_text,
     history_csv,
     is_up_to_date,
-    make_temp_dir,
     package_versions,
-    replace_dir,
     stamp_key,
     write_latest,
 )
+from pipeline.core.ownership import make_temp_dir, replace_dir
 from pipeline.core.workers import default_jobs, process_pool
 from pipeline.corpus.processed import (
     Dataset,

@@ -44,16 +44,10 @@ from pipeline.core.errors import (
     check_positive,
     first_line,
 )
-from pipeline.core.files import (
-    append_jsonl,
-    atomic_write_json,
-    claim_dir,
-    read_json,
-    read_jsonl_numbered,
-    remove_stale_temps,
-    stamp_key,
-)
+from pipeline.core.files import atomic_write_json, read_json, stamp_key
+from pipeline.core.jsonl import append_jsonl, read_jsonl_numbered
 from pipeline.core.locking import FileLock, lock_path_for
+from pipeline.core.ownership import claim_dir, remove_stale_temps
 from pipeline.corpus.processed import Dataset, load_processed
 from pipeline.study.stats import bootstrap_ci, choose_lr, directness, up_fraction
 
