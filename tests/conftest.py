@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline.study.synthetic import make_processed  # noqa: F401 - tests import it from here
+from pipeline.study.synthetic import make_processed
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("QA_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))

@@ -11,14 +11,14 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.figure  # noqa: E402
-import matplotlib.image  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.figure
+import matplotlib.image
+import pytest
 
-from pipeline.cli import main  # noqa: E402
-from pipeline.core.plotting import texts_outside_canvas  # noqa: E402
-from tests.test_mnist import fake_mnist  # noqa: E402, F401 - a fixture
-from tests.test_tune import SMALL, processed_with_questions  # noqa: E402
+from pipeline.cli import main
+from pipeline.core.plotting import texts_outside_canvas
+from tests.test_mnist import fake_mnist  # noqa: F401 - a fixture
+from tests.test_tune import SMALL, processed_with_questions
 
 pytestmark = pytest.mark.slow
 

@@ -11,14 +11,14 @@ from types import SimpleNamespace
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.figure  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.colors import to_rgb  # noqa: E402
+import matplotlib.figure
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgb
 
-from pipeline.core.plotting import COLORS  # noqa: E402
-from pipeline.study.visualize import Run, curves_figure, landscape_figure, tsne_figure  # noqa: E402
-from tests.test_mnist import fake_mnist  # noqa: E402, F401 - a fixture
+from pipeline.core.plotting import COLORS
+from pipeline.study.visualize import Run, curves_figure, landscape_figure, tsne_figure
+from tests.test_mnist import fake_mnist  # noqa: F401 - a fixture
 
 N_TRAIN = 160
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from models.activations import ACTIVATIONS  # noqa: E402 - NumPy only: cheap at --help
+from models.activations import ACTIVATIONS
 from pipeline.cli.base import main
 from pipeline.cli.parsing import (
     POSITIVE_FLOAT,
@@ -20,7 +20,7 @@ from pipeline.cli.parsing import (
 )
 from pipeline.core import config
 from pipeline.core.errors import UserError
-from pipeline.mlp.fit import TASKS as FIT_TASKS  # noqa: E402 - the registry of tasks
+from pipeline.mlp.fit import TASKS as FIT_TASKS
 
 OPTIMIZER = Names(optimizer_names)  # the optimizer registry and its aliases, any case
 HIDDEN_ACTIVATIONS = [a for a in ACTIVATIONS if a != "softmax"]  # softmax is the output's

@@ -79,7 +79,7 @@ class DaskRunner:
         self.client = _connect(address, config.SCHEDULER_TIMEOUT)
         try:
             self.client.wait_for_workers(1, timeout=config.SCHEDULER_WORKER_WAIT)
-        except Exception as e:  # noqa: BLE001 - distributed raises TimeoutError or OSError here
+        except Exception as e:
             self.close()
             raise UserError(f"the Dask scheduler at {address} has no workers (none joined within "
                             f"{config.SCHEDULER_WORKER_WAIT:g} s); start one with "

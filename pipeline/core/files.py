@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import config
-from pipeline.core.errors import UserError  # noqa: F401 - stages import it from here too
+from pipeline.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

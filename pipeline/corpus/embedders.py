@@ -261,7 +261,7 @@ def check_hub_model(model: str) -> None:
         return  # it exists; loading it needs a token, and says so
     except RepositoryNotFoundError:
         raise unknown_embedder(model, f"the Hugging Face hub has no model {repo}") from None
-    except Exception as e:  # offline, DNS, timeout: the hub cannot tell, and it is not cached
+    except Exception as e:  # noqa: BLE001 - offline, DNS, timeout: the hub cannot tell, and it is not cached
         raise unknown_embedder(
             model, f"not a local directory, not in the local Hugging Face cache, and the hub "
                    f"cannot be reached to look it up ({type(e).__name__}: {first_line(e)})",

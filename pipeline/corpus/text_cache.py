@@ -46,7 +46,7 @@ class TextCache:
             if vecs.ndim != 2 or len(keys) != len(vecs) or not np.all(np.isfinite(vecs)):
                 raise ValueError("inconsistent arrays")
             return {str(k): v for k, v in zip(keys, vecs, strict=True)}
-        except Exception as e:  # corrupt, truncated, or foreign: never use it
+        except Exception as e:  # noqa: BLE001 - corrupt, truncated, or foreign: never use it
             if warn:
                 warnings.warn(f"embedding cache {self.path} is unreadable ({e}); rebuilding it",
                               RuntimeWarning, stacklevel=2)

@@ -370,7 +370,7 @@ def _report_setup(ds: Dataset) -> dict:
     from threadpoolctl import threadpool_limits
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401 - imported ahead, for write_report
+    import matplotlib.pyplot
 
     from pipeline.corpus.baselines import dataset_baselines
 
