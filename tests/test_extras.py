@@ -38,3 +38,20 @@ def test_commands_without_their_extra_fail_in_one_line(runner, monkeypatch, args
     assert res.exit_code == 2, res.output
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert lines[-1].startswith("error:") and f"qa-optim[{extra}]" in lines[-1]
+
+
+@pytest.mark.parametrize("args", [["generate", "--n", "2"],
+                                  ["curate", "--input", "data/raw/qa_pairs.csv", "--judge-llm", "m",
+                                   "--out", "c.csv"]])
+def test_without_the_llm_extra_nor_its_transport_one_line(tmp_path, args):
+    """As in a default install: neither the clients nor httpx / httpcore are there."""
+    import subprocess
+
+    code = ("import sys\nfor m in ('ollama', 'openai', 'httpx', 'httpcore', 'httpx2', 'httpcore2'):\n"
+            "    sys.modules[m] = None\nfrom pipeline.cli import main\n"
+            f"main({args!r})")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "qa-optim[llm]" in last and "internal error" not in res.stderr

@@ -45,6 +45,7 @@ from pipeline.core.ownership import adopt_file, check_file_replaceable, check_no
 from pipeline.corpus.embed import EmbedOptions, embed_pairs, resolve_prompts
 from pipeline.corpus.pairs import CURATED_FROM, curation_card, read_pairs
 from pipeline.corpus.text import normalise_question, parse_item
+from pipeline.llm import check_client
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +418,8 @@ def curate(opts: CurateOptions) -> tuple[Path, str]:
         raise UserError(f"input {opts.input} does not exist; run `qa generate` first or pass "
                         "--input CSV")
     check_outputs(opts, src)
+    if opts.judge_model:
+        check_client(opts.backend)  # before the embedding: a missing extra is said at once
     df_all = read_pairs(src, keep_repeats=True)
     input_sha = sha256_file(src)
     df, repeats = split_repeats(df_all)

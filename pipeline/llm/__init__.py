@@ -21,14 +21,16 @@ from importlib import import_module
 class BackendSpec:
     target: str  # "module:Class", imported only when used (the client libraries are heavy)
     help: str  # one line for `--backend`'s help
+    client: str | None = None  # the client package it needs (a pip extra: named if missing)
 
 
 BACKENDS: dict[str, BackendSpec] = {
-    "ollama": BackendSpec("pipeline.llm.ollama_backend:OllamaBackend", "Ollama's own API"),
+    "ollama": BackendSpec("pipeline.llm.ollama_backend:OllamaBackend", "Ollama's own API",
+                          client="ollama"),
     "openai": BackendSpec("pipeline.llm.openai_backend:OpenAIBackend",
                           "any OpenAI-compatible server (vLLM, llama.cpp's llama-server, "
                           "LM Studio, Ollama's /v1); its key, if it needs one, comes from "
-                          "$OPENAI_API_KEY"),
+                          "$OPENAI_API_KEY", client="openai"),
 }
 
 
@@ -50,10 +52,21 @@ class FatalError(Exception):
     """An error no retry can fix (model gone, request refused, key rejected)."""
 
 
+def check_client(kind: str) -> None:
+    """The client package backend ``kind`` needs is installed, or a UserError naming its extra:
+    for a stage to call before any work."""
+    spec = BACKENDS.get(kind.lower())
+    if spec is not None and spec.client:
+        from pipeline.core.extras import require
+
+        require(spec.client)
+
+
 def make_backend(kind: str, host: str | None, connect_timeout: float, read_timeout: float):
     """The backend ``kind`` for ``host`` (None: the kind's default, e.g. $OLLAMA_HOST)."""
     spec = BACKENDS.get(kind.lower())
     if spec is None:
         raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(BACKENDS)}")
+    check_client(kind)  # before the module, which imports the client's transport (httpx)
     module, _, cls = spec.target.partition(":")
     return getattr(import_module(module), cls)(host, connect_timeout, read_timeout)
