@@ -132,3 +132,12 @@ def test_generate_never_overwrites_a_csv_it_did_not_write(tmp_path):
         generate(opts(fake, tmp_path, n=4))  # its own output it replaces on a rerun
         generate(opts(fake, tmp_path, n=6))
     assert len(mine.read_text().splitlines()) == 7
+
+
+@needs_exams
+def test_a_fifo_as_import_out_is_refused_not_waited_on(tmp_path):
+    out = tmp_path / "f.csv"
+    os.mkfifo(out)
+    res = run_qa(["import", "exams", "--source", str(EXAMS), "--out", str(out)], tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "f.csv" in res.stderr and "not a regular file" in res.stderr

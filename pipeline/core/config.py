@@ -235,7 +235,7 @@ SWEEP_WIDTH = 256  # first hidden width; each further layer halves it
 SWEEP_JOBS = 2
 
 # --------------------------------------------------------------------------------- fit
-FIT_TASK = "cubic"  # the tasks themselves are registered in pipeline/fit.py
+FIT_TASK = "cubic"  # the tasks themselves are registered in pipeline/mlp/fit.py
 FIT_LAYERS = (64, 64)
 FIT_OPTIMIZER = "adam"
 FIT_LR = 3e-3

@@ -241,7 +241,9 @@ def check_hub_model(model: str) -> None:
         from huggingface_hub import HfApi
         from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
         from huggingface_hub.utils import HFValidationError, validate_repo_id
-    except ImportError:  # no sentence-transformers either: its require() names the extra
+    except ImportError:  # no sentence-transformers either: its require() names the extra,
+        if "/" not in model and difflib.get_close_matches(model, embedder_names(), cutoff=0.75):
+            raise unknown_embedder(model, "not a registered embedder") from None  # unless a typo
         return
     # sentence-transformers reads a bare name as sentence-transformers/<name>
     repo = model if "/" in model else f"sentence-transformers/{model}"

@@ -228,7 +228,8 @@ def import_exams(source: Path, distractors: str = config.EXAMS_DISTRACTORS,
     summary = (f"{n_q} questions, {len(rows)} rows ({sum(r['label'] == 1 for r in rows)} correct, "
                f"{sum(r['label'] == -1 for r in rows)} wrong); skipped: "
                + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"))
-    if out.exists():
+    if out.exists() or out.is_symlink():
+        check_regular_input(out, "--out", "pass --out NEW.csv")  # a FIFO would block the read
         try:
             same = out.read_text(encoding="utf-8") == text
         except (OSError, UnicodeDecodeError):
