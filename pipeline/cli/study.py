@@ -298,8 +298,9 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
         help="Rows to generate.")
 @server_options
 @option("--judge-llm", "judge_llm", hidden_aliases=("--judge-model",), default=None,
-        help="Curate the generated set first (`qa curate`) with this LLM as the judge, on the "
-             "same server(s).")
+        help="Curate the input first (`qa curate`) with this LLM as the judge, on the same "
+             "server(s) and timeouts: the default input into data/raw/curated.csv, an --input "
+             "X into data/raw/X.curated.csv.")
 @study_options
 @option("--out", type=click.Path(path_type=Path), default=None,
         help="Run dir (default: output/runs/<processed dir name>).")

@@ -151,16 +151,17 @@ class DaskRunner:
 SCHEMES = ("tcp://", "")  # what the client is configured for: no TLS context, no UCX
 
 
-def _check_address(address: str) -> tuple[str, int]:
-    """(host, port) of a tcp:// scheduler address, or a UserError."""
+def check_scheduler_address(address: str, option: str = "--scheduler") -> tuple[str, int]:
+    """(host, port) of a tcp:// scheduler address, or a UserError naming ``option`` (where the
+    address came from). Needs no connection: `TuneOptions.validate` calls it before any work."""
     scheme = address.split("://", 1)[0] + "://" if "://" in address else ""
     if scheme not in SCHEMES:
-        raise UserError(f"--scheduler {address}: qa tune connects to tcp:// schedulers only "
+        raise UserError(f"{option} {address}: qa tune connects to tcp:// schedulers only "
                         f"(got {scheme}); give tcp://HOST:PORT")
     hostport = address.split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--scheduler {address}: expected tcp://HOST:PORT, e.g. "
+        raise UserError(f"{option} {address}: expected tcp://HOST:PORT, e.g. "
                         "tcp://127.0.0.1:8786")
     return host, int(port)
 
@@ -172,7 +173,7 @@ def _connect(address: str, deadline: float):
     server that accepts TCP but never answers would hold it forever."""
     from distributed import Client
 
-    host, port = _check_address(address)
+    host, port = check_scheduler_address(address)
     try:  # a refused or unroutable address is told at once, not after distributed's retries
         socket.create_connection((host.strip("[]"), port), timeout=deadline).close()
     except OSError as e:

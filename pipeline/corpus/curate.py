@@ -320,7 +320,7 @@ class Judge:
                 bar.update(1)
 
         try:
-            pool = self._pool()
+            pool = self.connect()
             with ThreadPoolExecutor(self.opts.concurrency * len(pool.hosts)) as ex:
                 for f in [ex.submit(one, k) for k in todo]:
                     f.result()
@@ -333,7 +333,10 @@ class Judge:
         finally:
             bar.close()
 
-    def _pool(self):
+    def connect(self):
+        """The pool of the judge's hosts, each checked (reachable, the judge LLM there) on the
+        first call: `curate` calls it before embedding, so a wrong or dead host is said at
+        once, not after minutes of embedding."""
         if self.pool is None:
             from pipeline.corpus.generate import GenerateOptions
             from pipeline.llm.hosts import HostPool, connect
@@ -418,8 +421,11 @@ def curate(opts: CurateOptions) -> tuple[Path, str]:
         raise UserError(f"input {opts.input} does not exist; run `qa generate` first or pass "
                         "--input CSV")
     check_outputs(opts, src)
-    if opts.judge_model:
-        check_client(opts.backend)  # before the embedding: a missing extra is said at once
+    judge = None
+    if opts.judge_model:  # before the embedding: a missing extra or a bad host is said at once
+        check_client(opts.backend)
+        judge = Judge(opts, side_paths(opts.out)[2])
+        judge.connect()
     df_all = read_pairs(src, keep_repeats=True)
     input_sha = sha256_file(src)
     df, repeats = split_repeats(df_all)
@@ -429,7 +435,6 @@ def curate(opts: CurateOptions) -> tuple[Path, str]:
     emb = EmbedOptions(embedder=opts.embedder)
     Q, A, _, _ = embed_pairs(order, answers, emb, *resolve_prompts(emb), opts.show_progress)
     search = DuplicateSearch(order, Q, A, answer_keys(df, order), opts)
-    judge = Judge(opts, side_paths(opts.out)[2]) if opts.judge_model else None
     dups, grey = _near_duplicates(search, order, judge)
     reason = {order[i]: ("duplicate", f"duplicate of: {order[j]}" + (f" ({why})" if why else ""),
                          sim) for i, (j, sim, why) in dups.items()}

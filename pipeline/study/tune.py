@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -44,8 +45,9 @@ from pipeline.core.errors import (
     check_positive,
     first_line,
 )
+from pipeline.core.executors import check_scheduler_address
 from pipeline.core.files import atomic_write_json, read_json, stamp_key
-from pipeline.core.jsonl import append_jsonl, read_jsonl_numbered
+from pipeline.core.jsonl import append_jsonl, check_journal_path, read_jsonl_numbered
 from pipeline.core.locking import FileLock, lock_path_for
 from pipeline.core.ownership import claim_dir, remove_stale_temps
 from pipeline.corpus.processed import Dataset, load_processed
@@ -98,13 +100,18 @@ class TuneOptions:
         check_at_least("--final-seeds", self.final_seeds, 2, " (a confidence interval needs two)")
         check_at_least("--epochs", self.epochs, 1)
         check_fraction("--val-fraction", self.val_fraction)
-        if not math.isfinite(self.target_loss):
-            raise UserError(f"--target-loss must be a number, got {self.target_loss}")
+        if not (math.isfinite(self.target_loss) and self.target_loss > 0):
+            raise UserError(f"--target-loss must be a positive number (a training loss is >= 0 "
+                            f"and would never cross it), got {self.target_loss}")
         for name, bs in self.batch_size.items():
             if bs is not None:
                 check_at_least(f"the batch size of {name}", bs, 1)
         if self.jobs is not None:
             check_at_least("--jobs", self.jobs, 1)
+        if self.scheduler:  # before the tune dir is made: a bad address leaves nothing behind
+            check_scheduler_address(self.scheduler)
+        elif os.environ.get(config.SCHEDULER_ENV):
+            check_scheduler_address(os.environ[config.SCHEDULER_ENV], f"${config.SCHEDULER_ENV}")
 
     def grid(self) -> list[float]:
         lo, hi = self.lr_range
@@ -391,7 +398,7 @@ def _check_same_protocol(out_dir: Path, opts: TuneOptions, fingerprint: str,
     batch = {n: opts.batch_for(n) for n in opts.optimizers}
     meta = out_dir / "meta.json"
     before: dict = {}
-    if meta.exists():
+    if meta.exists() and _holds_trials(out_dir / "trials.jsonl"):  # no trials: nothing to mix
         prev = read_json(meta, "delete it, or pass --out NEW").get("protocol")
         prev = prev if isinstance(prev, dict) else {}
         before = prev.get("batch_size") if isinstance(prev.get("batch_size"), dict) else {}
@@ -403,11 +410,24 @@ def _check_same_protocol(out_dir: Path, opts: TuneOptions, fingerprint: str,
                             f"{', '.join(diff)}); pass --out NEW for this one (or delete that "
                             "dir)")
     merged = {**before, **batch}
-    if not meta.exists() or merged != before:  # a new dir, or new optimizers in it
+    if not before or merged != before:  # a new (or trial-less) dir, or new optimizers in it
         full = {**protocol, "batch_size": merged}
         atomic_write_json(meta, {"key": stamp_key(full), "protocol": full,
                                  "data_dir": str(data_dir)})
     return {n: bs for n, bs in before.items() if n not in batch}
+
+
+def _holds_trials(path: Path) -> bool:
+    """Whether the trial log ``path`` exists and holds more than blank space (one that cannot
+    be read counts as holding trials: the protocol check stays, TrialLog says what is wrong)."""
+    check_journal_path(path)  # a link or a directory: one line, as TrialLog would say
+    try:
+        with open(path, "rb") as f:
+            return any(chunk.strip() for chunk in iter(lambda: f.read(1 << 16), b""))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
 
 
 def _with_finished(opts: TuneOptions, earlier: dict[str, int | None],
