@@ -300,3 +300,188 @@ def test_a_symlinked_alias_of_a_tune_dir_shares_its_lock(runner, tmp_path, proce
                                               *SMALL_TUNE, "--out", str(alias)]))
     assert "in use by qa tune" in last and f"pid {os.getpid()}" in last
     assert list(real.iterdir()) == []
+
+
+# ------------------------------------------- 5. unmarked dirs: old outputs or the user's
+def test_embed_refuses_an_unmarked_dir_with_a_meta_json_and_the_users_file(runner, tmp_path):
+    """`mkdir u2; echo '{"key":"x"}' > u2/meta.json; echo mine > u2/notes.txt; qa embed --out
+    u2` exited 0 and replaced the dir, notes.txt with it: a meta.json with a "key" passed for
+    an old processed dir."""
+    csv = _pairs(tmp_path / "pairs.csv", n_q=20)
+    u2 = Path("u2")
+    u2.mkdir()
+    (u2 / "meta.json").write_text('{"key":"x"}\n')
+    (u2 / "notes.txt").write_text("mine\n")
+    before = _tree(u2)
+    last = _one_line(runner.invoke(main, ["-q", "embed", "--embedder", "bundled", "--input",
+                                          str(csv), "--out", "u2"]))
+    assert "not made by qa" in last and "u2" in last
+    assert _tree(u2) == before
+
+
+def test_train_refuses_an_unmarked_dir_holding_only_a_summary_json(runner, processed):
+    """`{"results":[]}` in u1/summary.json and `qa train --out u1` rewrote the user's file: a
+    run dir of an old `qa train` always held an optimizer folder beside its summary."""
+    u1 = Path("u1")
+    u1.mkdir()
+    (u1 / "summary.json").write_text('{"results":[]}\n')
+    before = _tree(u1)
+    last = _one_line(runner.invoke(main, ["-q", "train", "--data", str(processed), "-o", "gd",
+                                          "--seeds", "1", "--epochs", "1", "--out", "u1"]))
+    assert "not made by qa" in last and "u1" in last
+    assert _tree(u1) == before
+
+
+def _unmark(path: Path) -> None:
+    """Make ``path`` look like the output of a qa from before markers."""
+    from pipeline.core.ownership import OWNER_MARKER
+
+    for marker in Path(path).rglob(OWNER_MARKER):
+        marker.unlink()
+
+
+def test_an_old_unmarked_output_with_only_its_own_files_is_still_ours(runner, tmp_path,
+                                                                     processed):
+    """The files of a kind and hidden ones (a stamp, a temp) are an old output of that kind,
+    rerun in place; one file of the user's among them and it is the user's."""
+    from pipeline.core.ownership import dir_kind, is_ours
+
+    csv = _pairs(tmp_path / "pairs.csv", n_q=20)
+    embed = ["-q", "embed", "--embedder", "bundled", "--input", str(csv), "--out", "p"]
+    assert runner.invoke(main, embed).exit_code == 0
+    train = ["-q", "train", "--data", str(processed), "-o", "gd", "-o", "sgd", "--seeds", "1",
+             "--epochs", "1", "--out", "r"]
+    assert runner.invoke(main, train).exit_code == 0
+    Path("r", "report.md").write_text("a report of an old qa visualize\n")
+    Path("r", "curves_epochs.png").write_bytes(b"png")
+    Path("r", ".visualized").write_text("{}\n")
+    _unmark(Path("p"))
+    _unmark(Path("r"))
+    assert (dir_kind(Path("p")), dir_kind(Path("r")), dir_kind(Path("r", "gd"))) == (
+        "processed", "run", "optimizer")
+    res = runner.invoke(main, train)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, embed)
+    assert res.exit_code == 0, res.output
+    for d in ("p", "r", "r/gd"):
+        _unmark(Path(d))
+        Path(d, "notes.txt").write_text("mine\n")
+        assert not is_ours(Path(d)) and dir_kind(Path(d)) is None, d
+        Path(d, "notes.txt").unlink()
+    Path("r", "sgd", "notes.txt").write_text("mine\n")  # in an optimizer folder: the run too
+    assert not is_ours(Path("r"))
+
+
+@pytest.mark.parametrize("kind", ["processed", "run", "optimizer", "tune", "tune-select-train",
+                                  "curve", "fit", "mnist-train", "mnist-compare",
+                                  "mnist-sweep"])
+def test_a_signature_beside_a_users_file_is_never_an_old_output(kind, tmp_path):
+    """Every kind: its signature file, and what else it always holds, plus one file of the
+    user's in an unmarked dir is not ours; without that file it is."""
+    from pipeline.core.ownership import _SIGNATURES, DIR_KINDS, dir_kind, is_ours
+
+    files = {
+        "processed": {"meta.json": {"key": "k"}, "X_train.npy": 0, "y_train.npy": 0,
+                      "X_test.npy": 0, "y_test.npy": 0},
+        "run": {"summary.json": {"results": []}},
+        "optimizer": {"results.json": {"settings": {}}},
+        "tune": {"meta.json": {"key": "k", "protocol": {}}},
+        "tune-select-train": {"tuned.json": {"_selection": "by training loss"}},
+        "curve": {"curve.json": {"points": [], "n_test_rows": 1, "embedder": "e"}},
+        "fit": {"metrics.json": {"task": "t", "r2_test": 1, "r2_test_noise_free": 1}},
+        "mnist-train": {"metrics.json": {"test_acc": 1, "epoch_times_s": [], "config": {}}},
+        "mnist-compare": {"compare.json": {"sgd": {"evaluations_per_update": 1}}},
+        "mnist-sweep": {"sweep.csv": "lr,depth,layers,batch_size,optimizer,val_acc\n"},
+    }[kind]
+    assert set(DIR_KINDS) == {k for k, _, _ in _SIGNATURES}
+    d = tmp_path / "d"
+    d.mkdir()
+    for name, content in files.items():
+        (d / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    if kind == "run":
+        (d / "gd").mkdir()
+        (d / "gd" / "results.json").write_text(json.dumps({"settings": {}}))
+    assert dir_kind(d) == kind and is_ours(d)
+    (d / "notes.txt").write_text("mine\n")
+    assert dir_kind(d) is None and not is_ours(d)
+
+
+# ------------------------------------------------------------------------ 6. qa visualize
+@pytest.fixture
+def one_seed_run(runner, processed) -> Path:
+    res = runner.invoke(main, ["-q", "train", "--data", str(processed), "-o", "gd", "-o",
+                               "sgd", "--seeds", "1", "--epochs", "2", "--out", "run"])
+    assert res.exit_code == 0, res.output
+    return Path("run")
+
+
+def test_visualize_refuses_a_dir_qa_train_did_not_make(runner, one_seed_run, processed):
+    """`qa visualize` wrote report.md and its figures into any dir with a summary.json: a
+    copy of a run with the user's own report.md and notes is left as it was."""
+    import shutil
+
+    mine = Path("mine")
+    shutil.copytree(one_seed_run, mine)
+    _unmark(mine)
+    (mine / "report.md").write_text("my report\n")
+    (mine / "notes.txt").write_text("mine\n")
+    before = _tree(mine)
+    last = _one_line(runner.invoke(main, ["-q", "visualize", str(mine), "--data",
+                                          str(processed), "--tsne-points", "20"]))
+    assert "mine is not a run dir made by `qa train`" in last
+    assert _tree(mine) == before
+    tune = Path("t")  # one of ours, of another kind
+    tune.mkdir()
+    (tune / ".qa-output").write_text("tune\n")
+    (tune / "summary.json").write_text(json.dumps({"results": []}))
+    last = _one_line(runner.invoke(main, ["-q", "visualize", "t"]))
+    assert "not a run dir" in last and "qa tune" in last
+
+
+def test_visualize_names_a_data_dir_that_is_not_a_processed_dir(runner, one_seed_run,
+                                                               tmp_path):
+    """`qa visualize --data /etc` said "data dir /etc is gone"."""
+    last = _one_line(runner.invoke(main, ["-q", "visualize", str(one_seed_run), "--data",
+                                          str(tmp_path)]))
+    assert f"--data {tmp_path} is not a processed dir" in last and "gone" not in last
+    last = _one_line(runner.invoke(main, ["-q", "visualize", str(one_seed_run), "--data",
+                                          str(tmp_path / "nowhere")]))
+    assert "nowhere is gone" in last
+
+
+def test_visualize_reads_and_writes_under_the_run_lock(one_seed_run, processed, monkeypatch):
+    """It raced `qa train`'s folder replacement: only its recovery took the lock, and let go
+    of it before the run was read. With recovery out of the way (a no-op here), it still
+    waits for the lock's holder before it reads or writes anything."""
+    import threading
+    import time
+
+    import pipeline.study.visualize as vis
+    from pipeline.study.rundir import run_lock
+
+    def draw(d, path):  # no figures: the report alone takes well under the wait below
+        return {"seed": 0, "reference": "gd", "explained_variance": [0.5, 0.5]}
+
+    monkeypatch.setattr(vis, "recover", lambda run_dir: None)
+    monkeypatch.setattr(vis, "FIGURES", {n: vis.Figure(f.what, draw)
+                                         for n, f in vis.FIGURES.items()})
+    done: list = []
+    with run_lock(one_seed_run, "a test"):
+        t = threading.Thread(target=lambda: done.append(
+            vis.visualize(one_seed_run, vis.VisualizeOptions(tsne_points=20), processed)))
+        t.start()
+        time.sleep(3.0)
+        assert not done and not (one_seed_run / "report.md").exists()
+    t.join(120)
+    assert done == [one_seed_run / "report.md"]
+
+
+def test_report_shows_no_spread_for_one_seed(runner, one_seed_run, processed):
+    """One seed has no spread: each mean reads "± –", never "± 0.000"."""
+    res = runner.invoke(main, ["-q", "visualize", str(one_seed_run), "--data", str(processed),
+                               "--tsne-points", "20"])
+    assert res.exit_code == 0, res.output
+    report = (one_seed_run / "report.md").read_text()
+    rows = [ln for ln in report.splitlines() if ln.startswith(("| gd |", "| sgd |"))]
+    assert len(rows) == 2 and all(ln.count("± –") == 4 for ln in rows), rows
+    assert "± 0.000" not in report

@@ -9,6 +9,7 @@ rerun recovers from a kill between them (:func:`recover_dir`)."""
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import hashlib
 import logging
 import os
@@ -98,9 +99,56 @@ _SIGNATURES = (
 )
 
 
-def _kind_from_files(path: Path) -> str | None:
+# What each kind of output holds, by file-name glob (grep the stage's writes to extend it).
+# An unmarked directory (made before markers, or by the user) is taken for an old output
+# only when nothing else is in it: a signature file alone, e.g. a meta.json with a "key", is
+# as likely the user's. Hidden entries (markers, locks, temps, `.visualized`) are ours.
+_TUNE_FILES = ("meta.json", "trials.jsonl", "tuned.json", "*.png", "report.md")
+_OWN_FILES = {
+    "processed": ("X_train.npy", "y_train.npy", "X_test.npy", "y_test.npy", "meta.json",
+                  "rows.csv"),
+    "run": ("summary.json", "summary_table.md", "baselines.json", "report.md", "*.png"),
+    "optimizer": ("results.json", "seed*_history.csv", "seed*_trajectory.npz"),
+    "tune": _TUNE_FILES,
+    "tune-select-train": _TUNE_FILES,
+    "curve": ("curve.json", "curve.csv", "curve.png", "report.md"),
+    "fit": ("metrics.json", "loss.png", "prediction.png"),
+    "mnist-train": ("metrics.json", "history.csv", "weights.npz", "curves.png",
+                    "confusion_matrix.png", "misclassified.png"),
+    "mnist-compare": ("compare.json", "compare.csv", "report.md", "compare_curves.png",
+                      "compare_steps.png"),
+    "mnist-sweep": ("sweep.csv", "sweep_heatmap.png"),
+}
+# Files every old output of a kind has besides its signature file: `qa embed` wrote its four
+# arrays together with meta.json.
+_ALWAYS = {"processed": ("X_train.npy", "y_train.npy", "X_test.npy", "y_test.npy")}
+
+
+def _holds_only_its_own(path: Path, kind: str) -> bool:
+    """Whether every entry of unmarked ``path`` is one an output of ``kind`` holds. A run's
+    optimizer folders are outputs themselves (marked or not), and an old run has at least
+    one: `qa train` never wrote a summary without them."""
+    if not all((path / name).is_file() for name in _ALWAYS.get(kind, ())):
+        return False
+    folders = 0
+    for p in path.iterdir():
+        if p.name.startswith("."):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            if kind != "run" or dir_kind(p) != "optimizer":
+                return False
+            folders += 1
+        elif p.is_symlink() or not any(fnmatch.fnmatchcase(p.name, g) for g in _OWN_FILES[kind]):
+            return False
+    return kind != "run" or folders > 0
+
+
+def _kind_from_files(path: Path, unmarked: bool) -> str | None:
+    """The kind whose signature file ``path`` holds; when ``unmarked``, only a kind whose
+    output holds nothing else (:func:`_holds_only_its_own`)."""
     for kind, name, test in _SIGNATURES:
-        if (path / name).is_file() and test(path / name):
+        if (path / name).is_file() and test(path / name) and (
+                not unmarked or _holds_only_its_own(path, kind)):
             return kind
     return None
 
@@ -127,14 +175,14 @@ def dir_kind(path: Path) -> str | None:
         return "tune-select-train"
     if word in DIR_KINDS:
         return word
-    return _kind_from_files(path)
+    return _kind_from_files(path, unmarked=not (path / OWNER_MARKER).is_file())
 
 
 def is_ours(path: Path) -> bool:
     """Whether ``path`` is a directory a stage of this project made: it holds our marker, or
-    (made before the marker existed) the files of one of :data:`DIR_KINDS`."""
+    (made before the marker existed) the files of one of :data:`DIR_KINDS` and nothing else."""
     path = Path(path)
-    return (path / OWNER_MARKER).is_file() or _kind_from_files(path) is not None
+    return (path / OWNER_MARKER).is_file() or _kind_from_files(path, unmarked=True) is not None
 
 
 def check_replaceable(path: Path, option: str = "--out", kind: str | None = None) -> None:

@@ -30,10 +30,18 @@ from pipeline.core.files import (
     sha256_file,
     stamp_key,
 )
+from pipeline.core.ownership import DIR_KINDS, dir_kind
 from pipeline.core.plotting import color_map, draw_end_markers, end_marker_handles, save_png
 from pipeline.corpus.baselines import dataset_baselines
 from pipeline.corpus.processed import load_processed
-from pipeline.study.rundir import read_history, read_summary, read_trajectory, recover, resolve_run_dir
+from pipeline.study.rundir import (
+    read_history,
+    read_summary,
+    read_trajectory,
+    recover,
+    resolve_run_dir,
+    run_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +55,12 @@ class Run:
     updates: np.ndarray  # (K,)
 
 
-def load_runs(run_dir: Path, n_features: int | None = None) -> tuple[dict, list[Run]]:
-    """The run dir's summary and every finished run, each file checked as it is read."""
-    recover(run_dir)  # finish or undo what a killed `qa train` left
+def load_runs(run_dir: Path, n_features: int | None = None,
+              recovered: bool = False) -> tuple[dict, list[Run]]:
+    """The run dir's summary and every finished run, each file checked as it is read.
+    ``recovered``: the caller recovered the run dir and holds its lock (:func:`run_lock`)."""
+    if not recovered:
+        recover(run_dir)  # finish or undo what a killed `qa train` left
     summary = read_summary(run_dir)
     runs = []
     for rec in summary["results"]:
@@ -329,8 +340,10 @@ def _secs(x: float) -> str:
     return f"{x:.0f}" if x >= 100 else f"{x:.2f}" if x >= 1 else f"{x:.3g}"
 
 
-def _mean_sd(x: tuple[float, float], digits: int = 3) -> str:
-    return f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}"
+def _mean_sd(x: tuple[float, float], seeds: int, digits: int = 3) -> str:
+    """'0.412 ± 0.031'; with one seed there is no spread to show: '0.412 ± –'."""
+    sd = "–" if seeds == 1 else f"{x[1]:.{digits}f}"
+    return f"{x[0]:.{digits}f} ± {sd}"
 
 
 @dataclass(frozen=True)
@@ -440,9 +453,10 @@ def table_markdown(rows: list[dict], base: dict, threshold: float,
         timed = c.timed if c else "–"
         t = "–" if r["time_to_threshold_s"] is None else _secs(r["time_to_threshold_s"])
         u = "–" if r["updates_to_threshold"] is None else f"{r['updates_to_threshold']:.0f}"
-        lines.append(f"| {r['optimizer']} | {seeds} | {epochs} | {timed} | "
-                     f"{_mean_sd(r['train_loss'])} | {_mean_sd(r['test_loss'])} | "
-                     f"{_mean_sd(r['train_acc'])} | {_mean_sd(r['test_acc'])} | {t} | {u} | "
+        ms = [_mean_sd(r[k], r["seeds"]) for k in ("train_loss", "test_loss", "train_acc",
+                                                   "test_acc")]
+        lines.append(f"| {r['optimizer']} | {seeds} | {epochs} | {timed} | {' | '.join(ms)} | "
+                     f"{t} | {u} | "
                      f"{r['reached']} | {r['updates_per_s']:.0f} | {_secs(r['wall_time_s'])} |")
     blank = " |" * 5
     lines.append(f"| *majority class ({base['majority_label']:+d})* | | | | | | | "
@@ -462,7 +476,8 @@ initial weights for a given seed ({seeds}). Regenerate with `qa visualize {run_d
 ## Summary
 
 {table}
-{warnings}Mean ± standard deviation over each row's seeds of its final epoch. "Time to loss ≤
+{warnings}Mean ± standard deviation over each row's seeds of its final epoch ("± –": one seed,
+no spread). "Time to loss ≤
 {threshold:g}" is the training wall time (evaluation excluded) until the training loss first
 drops to the threshold, averaged over the seeds that reach it. {timed} Test accuracy is measured
 on {n_test} rows: one row is worth {row_pct:.1f} points, so differences of a few points are
@@ -655,15 +670,42 @@ def visualize(run_dir: Path | None = None, opts: VisualizeOptions | None = None,
     opts = opts or VisualizeOptions()
     opts.validate()
     run_dir = resolve_run_dir(run_dir)
+    check_run_dir(run_dir)  # before recovery, which rewrites summary.json and removes temps
+    recover(run_dir)
+    with run_lock(run_dir, "qa visualize"):  # `qa train` replaces folders under it
+        return _visualize_locked(run_dir, opts, data)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a directory that is not a run dir `qa train` made (marked, or an old one that
+    holds nothing but a run's files): its report.md and figures would be the user's."""
+    kind = dir_kind(run_dir)
+    if kind != "run":
+        made = f" (it was made by {DIR_KINDS.get(kind, kind)})" if kind else ""
+        raise UserError(f"{run_dir} is not a run dir made by `qa train`{made}; refusing to "
+                        "write its report there: pass a run dir of `qa train`")
+
+
+def _data_dir(run_dir: Path, data: Path | None) -> Path:
+    """The processed dir to draw with: --data, else the one summary.json records; one line
+    saying what is wrong with it."""
     if data:
-        data_path = Path(data)
+        path, what, fix = Path(data), "--data", "pass a processed dir of `qa embed`"
     else:
         rec = read_json(run_dir / "summary.json", "run `qa train` first").get("data")
-        data_path = Path(rec.get("path", "")) if isinstance(rec, dict) else Path("")
-    if not (data_path / "X_train.npy").exists():
-        raise UserError(f"the run's data dir {data_path} is gone; pass --data DIR")
+        path = Path(rec.get("path", "")) if isinstance(rec, dict) else Path("")
+        what, fix = "the run's data dir", "pass --data DIR"
+    if not path.exists():
+        raise UserError(f"{what} {path} is gone; {fix}")
+    if not path.is_dir() or not (path / "X_train.npy").is_file():
+        raise UserError(f"{what} {path} is not a processed dir (it has no X_train.npy); {fix}")
+    return path
+
+
+def _visualize_locked(run_dir: Path, opts: VisualizeOptions, data: Path | None) -> Path:
+    data_path = _data_dir(run_dir, data)
     ds = load_processed(data_path)
-    summary, runs = load_runs(run_dir, ds.X_train.shape[1])
+    summary, runs = load_runs(run_dir, ds.X_train.shape[1], recovered=True)
     base = dataset_baselines(ds)
     fig_data = FigureData(runs, ds.X_train, ds.y_train, base, opts.tsne_points)
     drawn = {}
