@@ -61,7 +61,7 @@ def test_tune_report_figures(runner, tmp_path, saved):
     data = processed_with_questions(tmp_path / "proc")
     res = runner.invoke(main, ["-q", "tune", "--data", str(data), *SMALL, "--jobs", "1", "--out", "t"])
     assert res.exit_code == 0, res.output
-    check(saved, 2)
+    check(saved, 3)  # curves, sensitivity, paired differences
 
 
 def test_fit_figure(runner, saved):
@@ -77,7 +77,11 @@ def test_mnist_train_sweep_and_compare_figures(runner, fake_mnist, saved):  # no
     res = runner.invoke(main, ["-q", "mnist", "compare", *common, "--optimizers", "sgd,linesearch",
                                "--out", "c"])
     assert res.exit_code == 0, res.output
-    check(saved, 3)
+    res = runner.invoke(main, ["-q", "mnist", "sweep", "--data-dir", str(fake_mnist), "--epochs", "1",
+                               "--lr", "0.1,0.05", "--batch-size", "64", "--depth", "1",
+                               "--subset", "600", "--out", "s"])
+    assert res.exit_code == 0, res.output
+    check(saved, 6)  # train: curves, confusion, misclassified; compare: 2; sweep: heatmap
 
 
 def test_curve_figure(runner, saved):
