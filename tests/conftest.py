@@ -1,10 +1,14 @@
-"""Shared fixtures: small processed dirs and a click runner working in a temp directory."""
+"""Shared fixtures: small processed dirs, synthetic MNIST IDX files and a click runner working in
+a temp directory."""
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -31,3 +35,21 @@ def torch():
     """PyTorch, the reference the parity tests compare against; a test that asks for it is
     skipped (that test alone) where torch is not installed."""
     return pytest.importorskip("torch")
+
+
+def write_idx(path, arr: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+@pytest.fixture(scope="session")
+def fake_mnist(tmp_path_factory):
+    """Random 28 x 28 digits in the same layout (1,200 training, 300 test): enough for the
+    checks that never look at accuracy, so they run without the shared MNIST files."""
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("fake_mnist")
+    for split, n in (("train", 1200), ("t10k", 300)):
+        write_idx(d / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(d / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    return d

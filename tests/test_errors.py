@@ -16,7 +16,6 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.study.synthetic import make_processed
-from tests.test_mnist import write_idx
 from tests.test_tune import processed_with_questions
 
 TINY_TUNE = ["--budget", "2", "--tune-seeds", "1", "--final-seeds", "2", "--epochs", "2",
@@ -60,16 +59,6 @@ def tune_copy(tuned, tmp_path) -> tuple[Path, Path]:
     data, out = tuned
     shutil.copytree(out, tmp_path / "tune")
     return data, tmp_path / "tune"
-
-
-@pytest.fixture(scope="module")
-def fake_digits(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(0)
-    d = tmp_path_factory.mktemp("digits")
-    for split, n in (("train", 600), ("t10k", 100)):
-        write_idx(d / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(d / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
-    return d
 
 
 def unwritable_dir(tmp_path: Path) -> Path:
@@ -162,12 +151,12 @@ def _no_work(*a, **k):
     raise AssertionError("work started before the options were checked")
 
 
-def test_mnist_compare_val_size_zero_is_refused_before_training(fake_digits, runner, tmp_path,
+def test_mnist_compare_val_size_zero_is_refused_before_training(fake_mnist, runner, tmp_path,
                                                                 monkeypatch):
     import pipeline.mlp.compare as compare
 
     monkeypatch.setattr(compare, "fit", _no_work)
-    args = mnist_compare(fake_digits, "--out", tmp_path / "c")
+    args = mnist_compare(fake_mnist, "--out", tmp_path / "c")
     args[args.index("--val-size") + 1] = "0"
     one_line_error(qa(runner, *args), "--val-size")
 
@@ -202,19 +191,19 @@ def test_jobs_below_one_is_refused_by_every_command(runner, command, jobs):
 
 
 # ------------------------------------------------------- item 12: early and true messages
-def test_mnist_compare_bad_lr_of_a_later_optimizer_fails_before_training(fake_digits, runner,
+def test_mnist_compare_bad_lr_of_a_later_optimizer_fails_before_training(fake_mnist, runner,
                                                                          tmp_path, monkeypatch):
     import pipeline.mlp.compare as compare
 
     monkeypatch.setattr(compare, "fit", _no_work)
-    one_line_error(qa(runner, *mnist_compare(fake_digits, "-o", "sgd,linesearch", "--lr",
+    one_line_error(qa(runner, *mnist_compare(fake_mnist, "-o", "sgd,linesearch", "--lr",
                                              "linesearch=-1", "--out", tmp_path / "c")),
                    "--lr", "linesearch")
 
 
 @pytest.mark.parametrize("command", ["mnist compare", "mnist train", "mnist sweep", "fit",
                                      "curve"])
-def test_unwritable_out_fails_before_any_work(fake_digits, runner, tmp_path, monkeypatch,
+def test_unwritable_out_fails_before_any_work(fake_mnist, runner, tmp_path, monkeypatch,
                                               command):
     import pipeline.core.workers as workers
     import pipeline.mlp.compare as compare
@@ -226,10 +215,10 @@ def test_unwritable_out_fails_before_any_work(fake_digits, runner, tmp_path, mon
                       (fit, "train"), (curve, "embed_pairs")):
         monkeypatch.setattr(mod, name, _no_work)
     out = unwritable_dir(tmp_path) / "out"
-    args = {"mnist compare": mnist_compare(fake_digits),
-            "mnist train": ["mnist", "train", "--data-dir", fake_digits, "--val-size", "100",
+    args = {"mnist compare": mnist_compare(fake_mnist),
+            "mnist train": ["mnist", "train", "--data-dir", fake_mnist, "--val-size", "100",
                             "--epochs", "1"],
-            "mnist sweep": ["mnist", "sweep", "--data-dir", fake_digits, "--val-size", "100",
+            "mnist sweep": ["mnist", "sweep", "--data-dir", fake_mnist, "--val-size", "100",
                             "--epochs", "1", "-j", "1"],
             "fit": ["fit", "cubic", "--epochs", "2"],
             "curve": ["curve", "--input", BUNDLED, "--embedder", "bundled"]}[command]

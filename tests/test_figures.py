@@ -17,7 +17,6 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.core.plotting import texts_outside_canvas
-from tests.test_mnist import fake_mnist  # noqa: F401 - a fixture
 from tests.test_tune import SMALL, processed_with_questions
 
 pytestmark = pytest.mark.slow
@@ -70,7 +69,7 @@ def test_fit_figure(runner, saved):
     check(saved, 1)
 
 
-def test_mnist_train_sweep_and_compare_figures(runner, fake_mnist, saved):  # noqa: F811
+def test_mnist_train_sweep_and_compare_figures(runner, fake_mnist, saved):
     common = ["--data-dir", str(fake_mnist), "--epochs", "1", "--layers", "16", "--val-size", "200"]
     res = runner.invoke(main, ["-q", "mnist", "train", *common, "--out", "m"])
     assert res.exit_code == 0, res.output

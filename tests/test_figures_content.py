@@ -18,7 +18,6 @@ from matplotlib.colors import to_rgb
 
 from pipeline.core.plotting import COLORS
 from pipeline.study.visualize import Run, curves_figure, landscape_figure, tsne_figure
-from tests.test_mnist import fake_mnist  # noqa: F401 - a fixture
 
 N_TRAIN = 160
 
@@ -207,7 +206,7 @@ def test_step_histograms_bin_many_levels():
 
 
 @pytest.mark.slow
-def test_compare_steps_figure_is_a_distribution_per_epoch(runner, fake_mnist, saved):  # noqa: F811
+def test_compare_steps_figure_is_a_distribution_per_epoch(runner, fake_mnist, saved):
     """`qa mnist compare`'s step figure summarises each epoch (bars per step level, a median,
     a range) instead of one dot per update."""
     from pipeline.cli import main

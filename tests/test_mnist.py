@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
 
 from pipeline.cli import main
 from pipeline.mlp.data import load_mnist, read_idx
-from tests.conftest import SHARED_MNIST
+from tests.conftest import SHARED_MNIST, write_idx
 
 HAVE_MNIST = (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists()
 NO_MNIST = f"the MNIST files are not in {SHARED_MNIST} (set QA_MNIST_DIR)"
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=NO_MNIST)
-
-
-def write_idx(path, arr: np.ndarray) -> None:
-    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-    data = header + arr.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +30,6 @@ def mnist_subset(tmp_path_factory):
     write_idx(d / "train-labels-idx1-ubyte", labels[:1200])  # raw, not gzipped
     write_idx(d / "t10k-images-idx3-ubyte.gz", imgs[9700:])
     write_idx(d / "t10k-labels-idx1-ubyte.gz", labels[9700:])
-    return d
-
-
-@pytest.fixture(scope="module")
-def fake_mnist(tmp_path_factory):
-    """Random 28 x 28 digits in the same layout (1,200 training, 300 test): enough for the
-    checks that never look at accuracy, so they run without the shared MNIST files."""
-    rng = np.random.default_rng(0)
-    d = tmp_path_factory.mktemp("fake_mnist")
-    for split, n in (("train", 1200), ("t10k", 300)):
-        write_idx(d / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(d / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
     return d
 
 

@@ -225,11 +225,18 @@ def read_latest(parent: Path) -> Path | None:
     return target if name and target.is_dir() else None
 
 
-def no_latest_error(parent: Path, what: str, holds: str, fix: str) -> UserError:
-    """Why :func:`read_latest` found nothing in ``parent``, as the error to raise: no entry
-    at all, or a LATEST naming one that is gone (then the ``parent``'s entries holding the
-    file ``holds`` are listed, newest first, to pass instead). ``fix`` says how to make one,
-    e.g. "run `qa embed` first or pass --data DIR"."""
+def latest_or_error(parent: Path, what: str, holds: str, fix: str) -> Path:
+    """The entry LATEST names in ``parent``, else a UserError saying why there is none: no
+    entry at all, or a LATEST naming one that is gone (then the ``parent``'s entries holding
+    the file ``holds`` are listed, newest first, to pass instead). ``fix`` says how to make
+    one, e.g. "run `qa embed` first or pass --data DIR"."""
+    latest = read_latest(parent)
+    if latest is None:
+        raise _no_latest_error(parent, what, holds, fix)
+    return latest
+
+
+def _no_latest_error(parent: Path, what: str, holds: str, fix: str) -> UserError:
     marker = Path(parent) / config.LATEST_FILE
     try:
         named = marker.read_text(encoding="utf-8").strip() if marker.is_file() else ""

@@ -15,10 +15,9 @@ from pipeline.core import config
 from pipeline.core.errors import UserError
 from pipeline.core.files import (
     check_regular_input,
-    no_latest_error,
+    latest_or_error,
     read_error,
     read_json,
-    read_latest,
     sha256_file,
 )
 
@@ -141,11 +140,8 @@ def load_processed(path: Path) -> Dataset:
 def resolve_data_dir(data: Path | None) -> Path:
     if data is not None:
         return Path(data)
-    latest = read_latest(config.PROCESSED_DIR)
-    if latest is None:
-        raise no_latest_error(config.PROCESSED_DIR, "processed data", "X_train.npy",
-                              "run `qa embed` first or pass --data DIR")
-    return latest
+    return latest_or_error(config.PROCESSED_DIR, "processed data", "X_train.npy",
+                           "run `qa embed` first or pass --data DIR")
 
 
 def data_fingerprint(ds: Dataset) -> str:

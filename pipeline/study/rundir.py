@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import config
-from pipeline.core.files import UserError, atomic_write_json, no_latest_error, read_json, read_latest
+from pipeline.core.files import UserError, atomic_write_json, latest_or_error, read_json
 from pipeline.core.locking import FileLock, lock_path_for
 from pipeline.core.ownership import claim_dir, recover_dir, remove_stale_temps
 
@@ -41,11 +41,8 @@ def resolve_run_dir(run_dir: Path | None) -> Path:
         if not Path(run_dir).is_dir():
             raise UserError(f"run dir {run_dir} does not exist; run `qa train` first")
         return Path(run_dir)
-    latest = read_latest(config.RUNS_DIR)
-    if latest is None:
-        raise no_latest_error(config.RUNS_DIR, "run", "summary.json",
-                              "run `qa train` first or pass RUN_DIR")
-    return latest
+    return latest_or_error(config.RUNS_DIR, "run", "summary.json",
+                           "run `qa train` first or pass RUN_DIR")
 
 
 def run_lock(run_dir: Path, command: str = "qa train") -> FileLock:
