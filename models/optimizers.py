@@ -92,7 +92,10 @@ class Optimizer:
 # ------------------------------------------------------------------------------ registry
 OPTIMIZERS: dict[str, type[Optimizer]] = {}  # name (lower case) -> class; filled by the decorator
 # Names that build a registered optimizer with other defaults: name -> (registry name, defaults)
-OPTIMIZER_ALIASES: dict[str, tuple[str, dict]] = {"momentum": ("sgd", {"momentum": 0.9})}
+OPTIMIZER_ALIASES: dict[str, tuple[str, dict]] = {
+    "momentum": ("sgd", {"momentum": 0.9}),
+    "nag": ("sgd", {"momentum": 0.9, "nesterov": True}),  # Nesterov (Sutskever et al. 2013)
+}
 
 
 def register_optimizer(name: str) -> Callable[[type[Optimizer]], type[Optimizer]]:
@@ -155,13 +158,22 @@ def default_hparams(name: str) -> dict:
 def make_optimizer(name: str, **hparams) -> Optimizer:
     """Build an optimizer by registry name (any case), e.g. ``make_optimizer("adam", lr=0.01)``.
 
-    ``momentum`` is accepted as a name too: SGD with momentum 0.9 unless given.
+    The aliases are accepted as names too: ``momentum`` is SGD with momentum 0.9 unless given,
+    ``nag`` the same with Nesterov momentum.
     """
     key = canonical_optimizer(name)
     if key in OPTIMIZER_ALIASES:
         key, defaults = OPTIMIZER_ALIASES[key]
         hparams = {**defaults, **hparams}
     return OPTIMIZERS[key](**hparams)
+
+
+def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
+    """``betas`` as two Python floats (weak scalars in float32 arithmetic), each in [0, 1)."""
+    b1, b2 = betas
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise ValueError(f"betas must lie in [0, 1), got {betas}")
+    return float(b1), float(b2)
 
 
 @register_optimizer("gd")
@@ -251,10 +263,7 @@ class Adam(Optimizer):
         amsgrad: bool = False,
     ) -> None:
         super().__init__(lr)
-        b1, b2 = betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"betas must lie in [0, 1), got {betas}")
-        self.betas, self.eps = (float(b1), float(b2)), eps
+        self.betas, self.eps = _check_betas(betas), eps
         self.weight_decay, self.amsgrad = weight_decay, amsgrad
 
     def slots(self) -> tuple[str, ...]:
@@ -420,3 +429,294 @@ class LineSearch(Optimizer):
             raise ValueError("the linesearch optimizer needs loss_fn(params) in step()")
         self.t += 1
         self.search.search(params, grads, loss_fn)
+
+
+@register_optimizer("adagrad")
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al. 2011) as ``torch.optim.Adagrad``, with
+    ``g = grad + weight_decay * theta``::
+
+        s = initial_accumulator_value           (before the first step)
+        s = s + g**2
+        theta -= lr / (1 + (t - 1) * lr_decay) * g / (sqrt(s) + eps)
+
+    eps is added outside the sqrt, as torch does; the step size only shrinks, through ``s``.
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+    ) -> None:
+        super().__init__(lr)
+        if lr_decay < 0 or initial_accumulator_value < 0:
+            raise ValueError(f"lr_decay and initial_accumulator_value must be >= 0, got "
+                             f"{lr_decay} and {initial_accumulator_value}")
+        self.lr_decay, self.weight_decay = float(lr_decay), float(weight_decay)
+        self.initial_accumulator_value, self.eps = float(initial_accumulator_value), float(eps)
+
+    def slots(self) -> tuple[str, ...]:
+        return ("s", "tmp")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
+        if self.weight_decay and decay:
+            g = g + self.weight_decay * p
+        s, tmp = st["s"], st["tmp"]  # tmp: scratch, no allocation per step
+        if first:
+            s.fill(self.initial_accumulator_value)
+        np.multiply(g, g, out=tmp)
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= self.lr / (1.0 + (self.t - 1) * self.lr_decay)
+        p -= tmp
+
+
+@register_optimizer("adadelta")
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012) as ``torch.optim.Adadelta``, with
+    ``g = grad + weight_decay * theta``::
+
+        v = rho * v + (1 - rho) * g**2
+        d = sqrt(u + eps) / sqrt(v + eps) * g
+        u = rho * u + (1 - rho) * d**2
+        theta -= lr * d
+
+    The paper has no ``lr`` (torch's default 1.0 is the paper's rule); ``u`` accumulates the
+    unscaled ``d``, so ``lr`` scales the step without changing the state, as in torch.
+    """
+
+    def __init__(
+        self,
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        if not 0 <= rho <= 1:
+            raise ValueError(f"rho must lie in [0, 1], got {rho}")
+        self.rho, self.eps, self.weight_decay = float(rho), float(eps), float(weight_decay)
+
+    def slots(self) -> tuple[str, ...]:
+        return ("v", "u", "d", "tmp")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
+        rho = self.rho
+        if self.weight_decay and decay:
+            g = g + self.weight_decay * p
+        v, u, d, tmp = st["v"], st["u"], st["d"], st["tmp"]  # d, tmp: scratch
+        # 1. v = rho v + (1 - rho) g^2
+        v *= rho
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - rho
+        v += tmp
+        # 2. d = sqrt(u + eps) / sqrt(v + eps) * g
+        np.add(v, self.eps, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        np.add(u, self.eps, out=d)
+        np.sqrt(d, out=d)
+        d /= tmp
+        d *= g
+        # 3. u = rho u + (1 - rho) d^2 ; theta -= lr d
+        u *= rho
+        np.multiply(d, d, out=tmp)
+        tmp *= 1.0 - rho
+        u += tmp
+        d *= self.lr
+        p -= d
+
+
+@register_optimizer("adamax")
+class Adamax(Optimizer):
+    """Adamax (Kingma & Ba 2014, sec. 7.1), Adam with the infinity norm, as
+    ``torch.optim.Adamax``, with ``g = grad + weight_decay * theta``::
+
+        m = beta1 * m + (1 - beta1) * g
+        u = max(beta2 * u, |g| + eps)
+        theta -= lr / (1 - beta1**t) * m / u
+
+    torch adds eps inside the max (the paper has none there); so does this, which keeps ``u``
+    at least eps and the division safe.
+    """
+
+    def __init__(
+        self,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        self.betas, self.eps = _check_betas(betas), float(eps)
+        self.weight_decay = float(weight_decay)
+
+    def slots(self) -> tuple[str, ...]:
+        return ("m", "u", "tmp")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
+        b1, b2 = self.betas
+        if self.weight_decay and decay:
+            g = g + self.weight_decay * p
+        m, u, tmp = st["m"], st["u"], st["tmp"]  # tmp: scratch
+        # State holds m' = m / (1 - b1), as Adam's; (1 - b1) goes into the step size.
+        m *= b1
+        m += g
+        u *= b2
+        np.abs(g, out=tmp)
+        tmp += self.eps
+        np.maximum(u, tmp, out=u)
+        np.divide(m, u, out=tmp)
+        tmp *= self.lr * (1.0 - b1) / (1.0 - b1**self.t)
+        p -= tmp
+
+
+@register_optimizer("nadam")
+class NAdam(Optimizer):
+    """NAdam (Dozat 2016), Adam with Nesterov momentum, as ``torch.optim.NAdam`` (weight decay
+    added to the gradient: ``g = grad + weight_decay * theta``)::
+
+        mu_t = beta1 * (1 - 0.5 * 0.96**(t * momentum_decay))
+        P_t = mu_1 * mu_2 * ... * mu_t
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        theta -= lr * ((1 - mu_t) / (1 - P_t) * g + mu_{t+1} / (1 - P_t mu_{t+1}) * m)
+                 / (sqrt(v / (1 - beta2**t)) + eps)
+
+    As torch, the moment itself decays with the constant beta1; the schedule ``mu_t`` only
+    weighs the gradient against the moment. ``P_t`` is kept in float64 (torch keeps it in
+    its default dtype, float32).
+    """
+
+    def __init__(
+        self,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+    ) -> None:
+        super().__init__(lr)
+        if momentum_decay < 0:
+            raise ValueError(f"momentum_decay must be >= 0, got {momentum_decay}")
+        self.betas, self.eps = _check_betas(betas), float(eps)
+        self.weight_decay, self.momentum_decay = float(weight_decay), float(momentum_decay)
+        self.mu_product = 1.0  # P_t after step t
+
+    def slots(self) -> tuple[str, ...]:
+        return ("m", "v", "tmp", "num")
+
+    def _mu(self, t: int) -> float:
+        return self.betas[0] * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
+
+    def step(self, params: Params, grads: Params, loss_fn: LossFn | None = None) -> None:
+        # P_t once per step: every parameter steps together, so one product serves them all
+        self.mu_product *= self._mu(self.t + 1)
+        super().step(params, grads, loss_fn)
+
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
+        b1, b2 = self.betas
+        if self.weight_decay and decay:
+            g = g + self.weight_decay * p
+        m, v, tmp, num = st["m"], st["v"], st["tmp"], st["num"]  # tmp, num: scratch
+        # 1. moments, held as m' = m / (1 - b1) and v' = v / (1 - b2) as Adam's
+        m *= b1
+        m += g
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        v += tmp
+        # 2. the weights of g and m' (Python floats: see Adam)
+        mu, mu_next, prod = self._mu(self.t), self._mu(self.t + 1), self.mu_product
+        w_g = (1.0 - mu) / (1.0 - prod)
+        w_m = (1.0 - b1) * mu_next / (1.0 - prod * mu_next)
+        np.multiply(m, w_m, out=num)
+        np.multiply(g, w_g, out=tmp)
+        num += tmp
+        # 3. as Adam: sqrt(v / (1 - b2^t)) + eps = (sqrt(v') + eps c) / c,
+        #    c = sqrt((1 - b2^t) / (1 - b2))
+        c = math.sqrt((1.0 - b2**self.t) / (1.0 - b2))
+        np.sqrt(v, out=tmp)
+        tmp += self.eps * c
+        np.divide(num, tmp, out=tmp)
+        tmp *= self.lr * c
+        p -= tmp
+
+
+@register_optimizer("radam")
+class RAdam(Optimizer):
+    """RAdam (Liu et al. 2020), Adam with a rectified adaptive step, as ``torch.optim.RAdam``
+    (weight decay added to the gradient: ``g = grad + weight_decay * theta``)::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 t beta2**t / (1 - beta2**t)
+        r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+        theta -= lr / (1 - beta1**t) * m * r_t * sqrt(1 - beta2**t) / (sqrt(v) + eps)
+                                                                    (rho_t > 5)
+        theta -= lr / (1 - beta1**t) * m                            (otherwise)
+
+    While the variance of the adaptive rate is intractable (rho_t <= 5, the first 5 steps at
+    beta2 = 0.999) the step is SGD with bias-corrected momentum. As torch, eps is added to
+    sqrt(v), not to the bias-corrected sqrt(v_hat) as in Adam.
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        self.betas, self.eps = _check_betas(betas), float(eps)
+        self.weight_decay = float(weight_decay)
+
+    def slots(self) -> tuple[str, ...]:
+        return ("m", "v", "tmp")
+
+    def _rectification(self) -> float | None:
+        """``r_t`` at this step, or None while rho_t <= 5 (torch's expressions and order)."""
+        b2, t = self.betas[1], self.t
+        bias_correction2 = 1.0 - b2**t
+        rho_inf = 2.0 / (1.0 - b2) - 1.0
+        rho_t = rho_inf - 2.0 * t * (b2**t) / bias_correction2
+        if not rho_t > 5.0:
+            return None
+        return math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                         / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+
+    def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
+                decay: bool) -> None:
+        b1, b2 = self.betas
+        if self.weight_decay and decay:
+            g = g + self.weight_decay * p
+        m, v, tmp = st["m"], st["v"], st["tmp"]  # tmp: scratch
+        # 1. moments, held as m' = m / (1 - b1) and v' = v / (1 - b2) as Adam's
+        m *= b1
+        m += g
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        v += tmp
+        scale = self.lr * (1.0 - b1) / (1.0 - b1**self.t)  # lr m_hat = scale m'
+        r = self._rectification()
+        if r is None:  # 2a. SGD with bias-corrected momentum
+            np.multiply(m, scale, out=tmp)
+        else:
+            # 2b. sqrt(1 - b2^t) / (sqrt(v) + eps) = c / (sqrt(v') + eps / k), with
+            #     k = sqrt(1 - b2) and c = sqrt((1 - b2^t) / (1 - b2))
+            k = math.sqrt(1.0 - b2)
+            c = math.sqrt(1.0 - b2**self.t) / k
+            np.sqrt(v, out=tmp)
+            tmp += self.eps / k
+            np.divide(m, tmp, out=tmp)
+            tmp *= scale * r * c
+        p -= tmp

@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.optimizers import OPTIMIZERS, make_optimizer
+from models.optimizers import (
+    OPTIMIZERS,
+    SGD,
+    canonical_optimizer,
+    default_hparams,
+    make_optimizer,
+    optimizer_names,
+)
 
 CASES = [
     ("sgd", "SGD", dict(lr=0.05)),
@@ -31,26 +38,124 @@ CASES = [
     ("rmsprop", "RMSprop", dict(lr=0.01, centered=True, momentum=0.5, weight_decay=0.1)),
     ("gd", "SGD", dict(lr=0.1)),
     ("gd", "SGD", dict(lr=0.1, weight_decay=0.01)),
+    ("adagrad", "Adagrad", dict()),
+    ("adagrad", "Adagrad", dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.5)),
+    ("adagrad", "Adagrad", dict(lr=0.1, weight_decay=0.1, eps=1e-6)),
+    ("adadelta", "Adadelta", dict()),
+    ("adadelta", "Adadelta", dict(lr=0.5, rho=0.5, eps=1e-4)),
+    ("adadelta", "Adadelta", dict(rho=0.95, weight_decay=0.1)),
+    ("adamax", "Adamax", dict()),
+    ("adamax", "Adamax", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6)),
+    ("adamax", "Adamax", dict(lr=0.01, weight_decay=0.1)),
+    # torch keeps NAdam's mu_product in float32, we in float64: they differ by ~1e-10
+    ("nadam", "NAdam", dict()),
+    ("nadam", "NAdam", dict(lr=0.01, betas=(0.8, 0.99), momentum_decay=0.1)),
+    ("nadam", "NAdam", dict(lr=0.01, weight_decay=0.1, eps=1e-6)),
+    ("radam", "RAdam", dict()),  # rectified from step 6 on (rho_t > 5)
+    ("radam", "RAdam", dict(lr=0.01, betas=(0.8, 0.9), weight_decay=0.1)),  # from step 7 on
+    ("radam", "RAdam", dict(lr=0.01, betas=(0.9, 0.5))),  # rho_inf = 3: never rectified
 ]
 
 
-@pytest.mark.parametrize("name,torch_name,hp", CASES, ids=lambda v: str(v))
-def test_agrees_with_torch_optim(name, torch_name, hp, torch):
+def _torch_diff(torch, ours, torch_optim, steps: int = 100) -> dict[str, float]:
+    """Each parameter's largest difference after ``steps`` steps of the same random gradients
+    (float64); ``torch_optim(tensors)`` builds the reference optimizer."""
     rng = np.random.default_rng(0)
     shapes = {"W": (4, 3), "b": (3,)}
     params = {k: rng.standard_normal(s) for k, s in shapes.items()}
     tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
-    ours = make_optimizer(name, **hp)
-    ref = getattr(torch.optim, torch_name)(list(tparams.values()), **hp)
-    for _ in range(100):
+    ref = torch_optim(list(tparams.values()))
+    for _ in range(steps):
         grads = {k: rng.standard_normal(s) for k, s in shapes.items()}
         for k, t in tparams.items():
             t.grad = torch.tensor(grads[k])
         ref.step()
         ours.step(params, grads)
-    for k in shapes:
-        diff = np.max(np.abs(params[k] - tparams[k].detach().numpy()))
+    return {k: float(np.max(np.abs(params[k] - tparams[k].detach().numpy()))) for k in shapes}
+
+
+@pytest.mark.parametrize("name,torch_name,hp", CASES, ids=lambda v: str(v))
+def test_agrees_with_torch_optim(name, torch_name, hp, torch):
+    diffs = _torch_diff(torch, make_optimizer(name, **hp),
+                        lambda ts: getattr(torch.optim, torch_name)(ts, **hp))
+    for k, diff in diffs.items():
         assert diff <= 1e-6, f"{name} {hp}: {k} differs by {diff}"
+
+
+@pytest.mark.parametrize("hp", [dict(), dict(lr=0.05, weight_decay=0.1)], ids=str)
+def test_nag_is_torch_sgd_with_nesterov_momentum(hp, torch):
+    diffs = _torch_diff(torch, make_optimizer("nag", **hp), lambda ts: torch.optim.SGD(
+        ts, **{**dict(lr=0.1), **hp, "momentum": 0.9, "nesterov": True}))
+    for k, diff in diffs.items():
+        assert diff <= 1e-6, f"nag {hp}: {k} differs by {diff}"
+
+
+def test_nag_is_a_name_everywhere():
+    assert canonical_optimizer("NAG") == "nag" and "nag" in optimizer_names()
+    opt = make_optimizer("nag")
+    assert type(opt) is SGD and (opt.lr, opt.momentum, opt.nesterov) == (0.1, 0.9, True)
+    assert default_hparams("nag") == {"lr": 0.1, "momentum": 0.9, "dampening": 0.0,
+                                      "nesterov": True, "weight_decay": 0.0}
+    assert make_optimizer("nag", momentum=0.5, lr=0.01).momentum == 0.5  # given wins
+
+
+# every name make_optimizer takes whose step needs no loss_fn (aliases included)
+GRADIENT_ONLY = [n for n in optimizer_names() if not make_optimizer(n).needs_loss_fn]
+
+
+def _some_hparams(name: str) -> dict:
+    """Weight decay wherever the optimizer takes it, so its branch is exercised too."""
+    return {"weight_decay": 0.1} if "weight_decay" in default_hparams(name) else {}
+
+
+@pytest.mark.parametrize("name", GRADIENT_ONLY)
+def test_an_lr_per_row_equals_one_optimizer_per_row(name):
+    """An ensemble's (S, 1) learning rates give row s what a separate optimizer with the
+    scalar rate lr[s] gives that row alone."""
+    rng = np.random.default_rng(2)
+    S, shapes = 3, {"W": (5,), "b": (2,)}  # a member's parameters
+    lrs = default_hparams(name)["lr"] * np.array([[0.5], [1.0], [2.0]])  # (S, 1)
+    joint = {k: rng.standard_normal((S, *s)) for k, s in shapes.items()}  # (S, D)
+    alone = [{k: v[s].copy() for k, v in joint.items()} for s in range(S)]
+    opt = make_optimizer(name, lr=lrs, **_some_hparams(name))
+    opts = [make_optimizer(name, lr=float(lrs[s, 0]), **_some_hparams(name)) for s in range(S)]
+    for _ in range(30):
+        grads = {k: rng.standard_normal((S, *s)) for k, s in shapes.items()}
+        opt.step(joint, grads)
+        for s in range(S):
+            opts[s].step(alone[s], {k: g[s] for k, g in grads.items()})
+    for s in range(S):
+        for k in shapes:
+            np.testing.assert_allclose(joint[k][s], alone[s][k], rtol=1e-13, atol=1e-15)
+    assert not np.allclose(joint["W"][0], joint["W"][2])  # the rates made a difference
+
+
+class _Float32Only(np.ndarray):
+    """An array whose ufuncs refuse a float64 operand: a NumPy float64 scalar in a float32
+    step makes NumPy compute the whole pass in float64 and cast back (see Adam)."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kw):
+        wide = [x for x in inputs if isinstance(x, np.generic | np.ndarray)
+                and x.dtype == np.float64]
+        assert not wide, f"np.{ufunc.__name__} got a float64 operand"
+        plain = [x.view(np.ndarray) if isinstance(x, _Float32Only) else x for x in inputs]
+        if out is not None:
+            kw["out"] = tuple(o.view(np.ndarray) for o in out)
+        res = getattr(ufunc, method)(*plain, **kw)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return res.view(_Float32Only) if isinstance(res, np.ndarray) else res
+
+
+@pytest.mark.parametrize("name", GRADIENT_ONLY)
+def test_a_float32_step_stays_in_float32(name):
+    rng = np.random.default_rng(4)
+    p = {"w": rng.standard_normal((3, 4)).astype(np.float32).view(_Float32Only)}
+    opt = make_optimizer(name, **_some_hparams(name))
+    for _ in range(7):  # past RAdam's switch at step 6
+        opt.step(p, {"w": rng.standard_normal((3, 4)).astype(np.float32).view(_Float32Only)})
+    assert p["w"].dtype == np.float32 and np.all(np.isfinite(p["w"]))
+    assert all(a.dtype == np.float32 for st in opt.state.values() for a in st.values())
 
 
 def test_updates_in_place_and_keeps_identity():
@@ -82,11 +187,23 @@ def test_worked_example_adam_first_step():
 
 def test_unknown_name_and_bad_lr():
     with pytest.raises(ValueError, match="unknown optimizer"):
-        make_optimizer("adagrad")
+        make_optimizer("lion")
     with pytest.raises(ValueError, match="positive"):
         make_optimizer("sgd", lr=0.0)
     with pytest.raises(ValueError, match="positive"):
         make_optimizer("adam", lr=-1.0)
+
+
+def test_worked_example_radam_starts_as_sgd_with_momentum():
+    # Until rho_t > 5 (step 6 at beta2 = 0.999) RAdam steps lr * m_hat; on step 1 m_hat = g:
+    # w = 0.5 - 0.01 * 4 = 0.46; step 2, g = 2: m = 0.9 * 0.4 + 0.1 * 2 = 0.56, and
+    # m_hat = 0.56 / (1 - 0.81) = 2.947..., w = 0.46 - 0.01 * 2.947 = 0.43052...
+    p = {"w": np.array([0.5])}
+    opt = make_optimizer("radam", lr=0.01)
+    opt.step(p, {"w": np.array([4.0])})
+    assert p["w"][0] == pytest.approx(0.46, abs=1e-15)
+    opt.step(p, {"w": np.array([2.0])})
+    assert p["w"][0] == pytest.approx(0.46 - 0.01 * 0.56 / 0.19, abs=1e-15)
 
 
 def _quadratic(A, b):
