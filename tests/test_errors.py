@@ -166,7 +166,7 @@ def test_tune_budget_beyond_memory_is_refused_with_the_estimate(processed, runne
 
     monkeypatch.setattr(tune, "available_memory", lambda: 2 << 30, raising=False)
     with monkeypatch.context() as m:
-        m.setattr(tune, "run_trials", _no_work)
+        m.setattr("pipeline.suite.protocol.run_trials", _no_work)
         last = one_line_error(qa(runner, "tune", "--data", processed, "--budget", "400000",
                                  "--out", "t"), "--budget", "GiB")
     assert "2.0 GiB" in last  # what is available, beside the estimate
@@ -226,11 +226,9 @@ def test_unwritable_out_fails_before_any_work(fake_mnist, runner, tmp_path, monk
 
 
 def test_tune_on_a_subset_of_the_tuned_optimizers_just_works(tune_copy, runner, monkeypatch):
-    import pipeline.study.tune as tune
-
     data, out = tune_copy
     before = json.loads((out / "tuned.json").read_text())
-    monkeypatch.setattr(tune, "run_trials", _no_work)  # every adam trial is there already
+    monkeypatch.setattr("pipeline.suite.protocol.run_trials", _no_work)  # every adam trial is there
     res = qa(runner, "tune", "--data", data, "-o", "adam", *TINY_TUNE, "--out", out)
     assert res.exit_code == 0, res.output
     after = json.loads((out / "tuned.json").read_text())

@@ -20,9 +20,10 @@ from models.tanh_regression import TanhRegression, init_weights
 from models.training import TrainConfig, train
 from pipeline.cli import main
 from pipeline.corpus.processed import load_processed
-from pipeline.study.stats import bootstrap_ci, choose_lr, directness, up_fraction
 from pipeline.study.synthetic import make_processed
-from pipeline.study.tune import TuneOptions, run_trials, tune, validation_mask
+from pipeline.study.tune import TuneOptions, tune, validation_mask
+from pipeline.suite.protocol import run_trials
+from pipeline.suite.stats import bootstrap_ci, choose_lr, directness, up_fraction
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -63,9 +64,9 @@ def test_validation_rows_are_whole_training_questions(qdata):
 def test_ensemble_across_lrs_equals_separate_runs(name, bs):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((30, 6)), np.sign(rng.standard_normal(30))
-    data = {"X_fit": X, "y_fit": y, "X_val": X[:8], "y_val": y[:8]}
-    spec = {"optimizer": name, "phase": "tune", "lrs": [0.003, 0.05, 0.4], "seeds": [0, 1],
-            "epochs": 5, "batch_size": bs, "target_loss": 0.5, "trajectory_points": 0}
+    data = {None: {"X_fit": X, "y_fit": y, "X_val": X[:8], "y_val": y[:8]}}
+    opts = TuneOptions(optimizers=(name,), epochs=5, batch_size={name: bs}, target_loss=0.5)
+    spec = opts.problem().spec(name, "tune", [0.003, 0.05, 0.4], [0, 1])
     joint = {(r["lr"], r["seed"]): r for r in run_trials(spec, data)}
     assert len(joint) == 6
     from pipeline.core import config

@@ -2,7 +2,7 @@
 (:mod:`pipeline.cli.mlp`), sharing one group and its error handling (:mod:`pipeline.cli.base`).
 Every command parses its options and calls one stage function."""
 
-from pipeline.cli import mlp, study  # noqa: F401 - registers the commands on the group
+from pipeline.cli import mlp, study, suite  # noqa: F401 - registers the commands on the group
 from pipeline.cli.base import QAGroup, main
 
 __all__ = ["QAGroup", "main"]

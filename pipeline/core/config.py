@@ -262,6 +262,17 @@ TUNE_SELECT = "val"  # what generalises; "train": how well it optimizes (the ori
 TUNE_SPLIT_SEED = 0  # seeds the validation split
 TUNE_BOOTSTRAP = 2000  # resamples per bootstrap confidence interval
 TUNE_CI_LEVEL = 0.95
+
+# -------------------------------------------------------------------------------- suite
+SUITE_DIR = OUTPUT_DIR / "suite"  # one folder per budget (or --out)
+# budget name -> (learning rates per optimizer, tuning seeds per rate, final seeds); "large"
+# is `qa tune`'s default budget; an explicit number N is N rates x SUITE_N_TUNE_SEEDS seeds
+SUITE_BUDGETS = {"one-shot": (0, 0, 5), "small": (6, 2, 5),
+                 "large": (TUNE_BUDGET, TUNE_SEEDS, TUNE_FINAL_SEEDS)}
+SUITE_BUDGET = "small"
+SUITE_N_TUNE_SEEDS = 2
+SUITE_N_FINAL_SEEDS = 5
+SUITE_TAU_MAX = 4.0  # performance profiles are scored up to this ratio to the best (AlgoPerf)
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"  # a Dask scheduler to run trials on, if set
 SCHEDULER_TIMEOUT = 8.0  # s to reach it, handshake included, before giving up with one line
 SCHEDULER_WORKER_WAIT = 10.0  # s a cluster may have no worker (at the start, or mid-run)

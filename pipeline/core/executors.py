@@ -40,7 +40,7 @@ class LocalRunner:
     where = "local"
 
     def __init__(self, jobs: int, data) -> None:
-        self.data = data
+        self.data, self.jobs = data, jobs
         self.pool = process_pool(jobs, setup=_receive, setup_args=(data,)) if jobs > 1 else None
 
     def submit(self, fn, spec) -> Future:

@@ -48,6 +48,7 @@ DIR_KINDS = {  # kind -> the command that makes it (for messages)
     "mnist-train": "qa mnist train",
     "mnist-compare": "qa mnist compare",
     "mnist-sweep": "qa mnist sweep",
+    "suite": "qa suite",
 }
 
 
@@ -96,6 +97,7 @@ _SIGNATURES = (
     ("mnist-train", "metrics.json", _json_has("test_acc", "epoch_times_s", "config")),
     ("mnist-compare", "compare.json", _compare_json),
     ("mnist-sweep", "sweep.csv", _sweep_csv),
+    ("suite", "suite.json", _json_has("workloads", "profile", "score")),
 )
 
 
@@ -118,6 +120,7 @@ _OWN_FILES = {
     "mnist-compare": ("compare.json", "compare.csv", "report.md", "compare_curves.png",
                       "compare_steps.png"),
     "mnist-sweep": ("sweep.csv", "sweep_heatmap.png"),
+    "suite": ("meta.json", "trials.jsonl", "suite.json", "*.png", "report.md"),
 }
 # Files every old output of a kind has besides its signature file: `qa embed` wrote its four
 # arrays together with meta.json.

@@ -117,8 +117,10 @@ def model_slug(embedder: str) -> str:
 
 
 def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = None,
-                show_progress: bool = True) -> Path:
-    """Run `qa embed`; returns the processed dir (reused untouched when up to date)."""
+                show_progress: bool = True, latest: bool = True) -> Path:
+    """Run `qa embed`; returns the processed dir (reused untouched when up to date).
+    ``latest``: point data/processed/LATEST at it (what `qa train` reads by default); the
+    suite's own data leaves the user's LATEST alone."""
     opts.validate()
     src = resolve_input(input_csv)
     qp, pp = resolve_prompts(opts)
@@ -130,7 +132,8 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
     # checked before reading the CSV: an up-to-date rerun needs no pandas and no model
     if is_up_to_date(out_dir, key, "meta.json", [f"{n}.npy" for n in ARRAYS]):
         log.info("up to date: %s", out_dir)
-        write_latest(config.PROCESSED_DIR, out_dir)
+        if latest:
+            write_latest(config.PROCESSED_DIR, out_dir)
         return out_dir
     check_replaceable(out_dir, kind="processed")  # before any work: never overwrite what we did not make
     df = bound_texts(read_pairs(src), src)
@@ -155,7 +158,8 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
             "embed_seconds": round(embed_s, 3),
             "versions": package_versions(*embedder_class(opts.embedder).packages),
         })
-        write_latest(config.PROCESSED_DIR, out_dir)
+        if latest:
+            write_latest(config.PROCESSED_DIR, out_dir)
     return out_dir
 
 

@@ -1,15 +1,10 @@
-"""`qa tune`: a fair optimizer comparison with equal tuning budgets.
+"""`qa tune`: a fair optimizer comparison with equal tuning budgets, on one processed dir.
 
-The protocol, after DeepOBS and AlgoPerf (docs/references.md):
-
-1. Validation rows are a seeded part of the *training* questions (grouped by question,
-   stratified by label pattern); the test rows are never looked at while tuning.
-2. Every optimizer gets the same budget: ``budget`` learning rates, log-spaced over one
-   range, each trained with ``tune_seeds`` seeds on the training rows minus validation.
-3. Selection: the lowest median final validation loss over the seeds; ties go to the larger
-   rate (:func:`pipeline.study.stats.choose_lr`).
-4. The chosen setting is re-run with ``final_seeds`` fresh seeds on all training rows and
-   scored on the test rows; medians come with bootstrap 95% confidence intervals.
+The protocol (validation rows held out of the training questions, one log grid of rates for
+every optimizer, selection by median validation loss, fresh final seeds on all training rows,
+bootstrap CIs) is :mod:`pipeline.suite.protocol`'s, the one `qa suite` runs on each of its
+workloads: `qa tune` is its one-workload case, the tanh model on the given processed dir,
+with the study's batch size per optimizer and a target on the training loss.
 
 Cost: the trials of an optimizer train as one vectorised ``TanhEnsemble`` across learning
 rates *and* seeds, each member with its own rate (the line search: its own initial step,
@@ -28,37 +23,38 @@ import math
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from models.ensemble_training import train_members
-from models.optimizers import make_optimizer
-from models.tanh_regression import TanhEnsemble, TanhRegression, init_weights
-from models.training import DivergenceError, TrainConfig, train
 from pipeline.core import config
-from pipeline.core.errors import (
-    UserError,
-    check_at_least,
-    check_fraction,
-    check_positive,
-    first_line,
-)
+from pipeline.core.errors import UserError, check_at_least, check_fraction, check_positive
 from pipeline.core.executors import check_scheduler_address
 from pipeline.core.files import atomic_write_json, read_json, stamp_key
-from pipeline.core.jsonl import append_jsonl, check_journal_path, read_jsonl_numbered
+from pipeline.core.jsonl import check_journal_path
 from pipeline.core.locking import FileLock, lock_path_for
 from pipeline.core.ownership import claim_dir, remove_stale_temps
 from pipeline.corpus.processed import Dataset, load_processed
-from pipeline.study.stats import bootstrap_ci, choose_lr, directness, up_fraction
+from pipeline.suite.protocol import (
+    SELECT,
+    Budget,
+    Problem,
+    TrialLog,
+    chosen_lr,
+    finals,
+    missing,
+    run_tasks,
+    summarise_finals,
+    task_spec,
+    trials_left,
+    unfinished_tasks,
+)
+from pipeline.suite.workloads import parts, validation_mask
 
 log = logging.getLogger(__name__)
 
-SELECT = {"val": "final_val_loss", "train": "final_train_loss"}  # what --select minimises
-METRICS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc",
-           "best_test_loss", "best_test_acc", "updates_to_target", "time_to_target_s",
-           "wall_time_s", "up_fraction", "directness")
+__all__ = ["SELECT", "TrialLog", "TuneOptions", "tune", "validation_mask"]
 
 
 @dataclass
@@ -120,208 +116,23 @@ class TuneOptions:
     def batch_for(self, name: str) -> int | None:
         return self.batch_size.get(name, config.STUDY_DEFAULTS[name].batch_size)
 
-    def seeds(self, phase: str) -> list[int]:
-        if phase == "tune":
-            return list(range(self.tune_seeds))
-        return [config.TUNE_FINAL_SEED_OFFSET + k for k in range(self.final_seeds)]
+    def budget_of(self) -> Budget:
+        return Budget(tuple(self.grid()), self.tune_seeds, self.final_seeds)
 
+    def problem(self) -> Problem:
+        """The protocol's view of this run: the tanh model, the study's batch size and
+        hyperparameters per optimizer, the first crossing of the training loss timed."""
+        from pipeline.core.plugins import plugin_files
 
-# ----------------------------------------------------------------------- validation split
-def validation_mask(ds: Dataset, fraction: float, seed: int = config.TUNE_SPLIT_SEED) -> np.ndarray:
-    """Boolean mask over the training rows: True for validation.
-
-    Whole questions go to one side, stratified by each question's label pattern, with the
-    questions read from the processed dir's rows.csv (train rows first, in X_train order).
-    Without rows.csv every row is its own group (said in the log); a rows.csv that cannot be
-    read, or that lists other rows, is an error naming it.
-    """
-    from pipeline.corpus.pairs import grouped_split
-
-    n = len(ds.y_train)
-    questions = _train_questions(ds)
-    if questions is None:
-        log.warning("%s has no rows.csv: validation rows are drawn row by row, so a question "
-                    "may sit on both sides", ds.path)
-        questions = [str(i) for i in range(n)]
-    n_q = len(set(questions))
-    if n_q < 2:
-        raise UserError(f"the training rows of {ds.path} hold {n_q} question(s); tuning needs "
-                        "at least two (some to fit, some to validate on)")
-    try:
-        return grouped_split(questions, ds.y_train.astype(int), fraction, seed)
-    except UserError:  # one side empty: say so in the words of this command's option
-        way = "larger" if fraction < 0.5 else "smaller"
-        raise UserError(f"--val-fraction {fraction:g} of {n_q} training questions leaves no "
-                        f"question on one side; pass a {way} --val-fraction (the default is "
-                        f"{config.TUNE_VAL_FRACTION:g})") from None
-
-
-def _train_questions(ds: Dataset) -> list[str] | None:
-    """The question of every training row, from rows.csv (read with the csv module: pandas
-    would add a quarter of a second to every `qa tune`); None when there is no rows.csv."""
-    import csv
-
-    from pipeline.core.files import check_regular_input
-
-    f = ds.path / "rows.csv"
-    if not f.exists() and not f.is_symlink():
-        return None
-    fix = ("rebuild the processed dir with `qa embed`, or delete it (validation rows are then "
-           "drawn row by row)")
-    check_regular_input(f, "rows file", fix)  # a FIFO would block
-    try:
-        with open(f, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"{f} is unreadable ({type(e).__name__}: {first_line(e)[:80]}); "
-                        f"{fix}") from None
-    if not rows or "split" not in rows[0] or "question" not in rows[0]:
-        raise UserError(f"{f} is not a rows file of `qa embed` (no rows with the columns "
-                        f"question and split); {fix}")
-    train = [r["question"] for r in rows if r["split"] == "train"]
-    if len(train) != len(ds.y_train):
-        raise UserError(f"{f} lists {len(train)} training rows but X_train.npy holds "
-                        f"{len(ds.y_train)}; {fix}")
-    return train
-
-
-# ------------------------------------------------------------------------------- trials
-def run_trials(spec: dict, data: dict) -> list[dict]:
-    """One task: every (lr, seed) of one optimizer and phase; returns one record per trial.
-
-    ``data`` holds the arrays (X_fit/y_fit: training minus validation; X_val/y_val;
-    X_train/y_train: all training rows; X_test/y_test). Runs with one BLAS thread, so the
-    result is the same on any worker.
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        return _run_trials(spec, data)
-
-
-def _run_trials(spec: dict, data: dict) -> list[dict]:
-    name, phase = spec["optimizer"], spec["phase"]
-    fit_key, eval_name = ("fit", "val") if phase == "tune" else ("train", "test")
-    X, y = data[f"X_{fit_key}"], data[f"y_{fit_key}"]
-    eval_sets = {eval_name: (data[f"X_{eval_name}"], data[f"y_{eval_name}"])}
-    members = [(lr, s) for lr in spec["lrs"] for s in spec["seeds"]]
-    cfg = TrainConfig(epochs=spec["epochs"], batch_size=spec["batch_size"],
-                      max_trajectory_points=spec["trajectory_points"] if phase == "final" else 0)
-    hp = config.STUDY_DEFAULTS[name].hparams
-    W0 = np.stack([init_weights(X.shape[1], np.random.default_rng(s), X.dtype)
-                   for _, s in members])
-    lrs = np.array([lr for lr, _ in members], dtype=X.dtype)[:, None]  # (S, 1)
-    try:
-        results = train_members(TanhEnsemble(W0), make_optimizer(name, lr=lrs, **hp), X, y,
-                                cfg, [s for _, s in members], eval_sets=eval_sets,
-                                grad_norm=False)  # no trial record uses it
-    except DivergenceError:
-        results = None  # one member diverged: run them one by one, so the others count
-    out = []
-    for k, (lr, s) in enumerate(members):
-        if results is not None:
-            res = results[k]
-        else:
-            model = TanhRegression(init_weights(X.shape[1], np.random.default_rng(s), X.dtype))
-            try:
-                res = train(model, make_optimizer(name, lr=lr, **hp), X, y,
-                            TrainConfig(**{**asdict(cfg), "seed": s}), eval_sets=eval_sets)
-            except DivergenceError as e:
-                out.append({"optimizer": name, "phase": phase, "lr": lr, "seed": s,
-                            "diverged": str(e)})
-                continue
-        out.append(_trial_record(name, phase, lr, s, res, eval_name, spec["target_loss"], X, y))
-    return out
-
-
-def _trial_record(name, phase, lr, seed, res, eval_name, target, X, y) -> dict:
-    h = {k: np.asarray(v) for k, v in res.history.items()}
-    hit = np.flatnonzero(h["train_loss"] <= target)
-    rec = {
-        "optimizer": name, "phase": phase, "lr": float(lr), "seed": int(seed),
-        "final_train_loss": float(h["train_loss"][-1]), "final_train_acc": float(h["train_acc"][-1]),
-        "best_train_loss": float(h["train_loss"].min()),
-        f"final_{eval_name}_loss": float(h[f"{eval_name}_loss"][-1]),
-        f"final_{eval_name}_acc": float(h[f"{eval_name}_acc"][-1]),
-        f"best_{eval_name}_loss": float(h[f"{eval_name}_loss"].min()),
-        f"best_{eval_name}_acc": float(h[f"{eval_name}_acc"].max()),
-        "updates": int(res.updates), "wall_time_s": float(res.wall_time_s),
-        "updates_to_target": int(h["updates"][hit[0]]) if hit.size else None,
-        "time_to_target_s": float(h["wall_time_s"][hit[0]]) if hit.size else None,
-    }
-    if phase == "final":
-        W = res.trajectory.astype(np.float64)  # (K, D)
-        losses = np.mean((y[None, :] - np.tanh(W @ X.T.astype(np.float64))) ** 2, axis=1)
-        rec.update(up_fraction=up_fraction(losses), directness=directness(W),
-                   curve={k: h[k].tolist() for k in ("updates", "wall_time_s", "train_loss",
-                                                     "test_loss", "test_acc")})
-    return rec
-
-
-# --------------------------------------------------------------------------- the journal
-class TrialLog:
-    """``trials.jsonl``: one fsynced line per finished trial, read back on a rerun (a torn last
-    line is cut off); a trial already present is never added twice."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        fix = "delete that line (the trial is run again) and rerun"
-        self.trials: dict[tuple, dict] = {}
-        for no, rec in read_jsonl_numbered(path, fix):
-            wrong = _not_a_trial(rec)
-            if wrong:
-                raise UserError(f"{path} line {no} {wrong}; {fix}")
-            self.trials[_trial_key(rec)] = rec
-
-    def add(self, records: list[dict]) -> None:
-        new = [r for r in records if _trial_key(r) not in self.trials]
-        append_jsonl(self.path, new)
-        for r in new:
-            self.trials[_trial_key(r)] = r
-
-    def of(self, name: str, phase: str) -> list[dict]:
-        return [r for r in self.trials.values()
-                if r["optimizer"] == name and r["phase"] == phase]
-
-
-def _trial_key(rec: dict) -> tuple:
-    return rec["optimizer"], rec["phase"], float(rec["lr"]), int(rec["seed"])
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _not_a_trial(rec: dict) -> str | None:
-    """What keeps ``rec`` from being a trial record as :func:`_trial_record` writes it (one
-    clause naming the key and its value), or None. Checked on reading, so that a hand-edited
-    or corrupt value is one line naming its line, not a failure deep in the statistics."""
-    for key in ("optimizer", "phase", "lr", "seed"):
-        if key not in rec:
-            return f'lacks "{key}"'
-    if not isinstance(rec["optimizer"], str):
-        return f'has "optimizer" {rec["optimizer"]!r}, not a name'
-    if rec["phase"] not in ("tune", "final"):
-        return f'has "phase" {rec["phase"]!r}, not "tune" or "final"'
-    seed = rec["seed"]
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        return f'has "seed" {seed!r}, not a whole number'
-    if not (_is_number(rec["lr"]) and rec["lr"] > 0 and math.isfinite(rec["lr"])):
-        return f'has "lr" {rec["lr"]!r}, not a positive number'
-    for key, v in rec.items():
-        if key in ("optimizer", "phase", "seed", "lr"):
-            continue
-        if key == "diverged":
-            ok = isinstance(v, str)
-        elif key == "curve":
-            ok = isinstance(v, dict) and all(isinstance(c, list) and all(map(_is_number, c))
-                                             for c in v.values())
-        else:  # a metric; the two "to target" ones are null when the target was never hit
-            ok = _is_number(v) or (v is None and key in ("updates_to_target",
-                                                         "time_to_target_s"))
-        if not ok:
-            return f'has "{key}" {str(v)[:40]!r}, not {"a text" if key == "diverged" else "a number"}'
-    return None
+        names = self.optimizers
+        return Problem(
+            name=None, model={"kind": "tanh"}, epochs=self.epochs,
+            batch_size={n: self.batch_for(n) for n in names},
+            default_lr={n: config.STUDY_DEFAULTS[n].lr for n in names},
+            hparams={n: config.STUDY_DEFAULTS[n].hparams for n in names},
+            target={"key": "train_loss", "value": self.target_loss, "higher": False},
+            trajectory_points=self.trajectory_points, select=self.select,
+            plugins=plugin_files(), cost=_cost)
 
 
 # ------------------------------------------------------------------------------ the stage
@@ -343,10 +154,7 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
         claim_dir(out_dir, "tune" if opts.select == "val" else f"tune-select-{opts.select}")
         remove_stale_temps(out_dir)  # a killed run's half-written figures (.x.png.*.tmp)
         earlier = _check_same_protocol(out_dir, opts, data_fingerprint(ds), data_dir)
-        arrays = {"X_fit": ds.X_train[~val], "y_fit": ds.y_train[~val],
-                  "X_val": ds.X_train[val], "y_val": ds.y_train[val],
-                  "X_train": ds.X_train, "y_train": ds.y_train,
-                  "X_test": ds.X_test, "y_test": ds.y_test}
+        arrays = parts(ds.X_train, ds.y_train, val, ds.X_test, ds.y_test)
         log.info("tune: %d training rows (%d fit, %d validation), %d test rows, %d lrs x %d seeds "
                  "per optimizer, then %d final seeds", len(ds.y_train), int((~val).sum()),
                  int(val.sum()), len(ds.y_test), opts.budget, opts.tune_seeds, opts.final_seeds)
@@ -435,15 +243,14 @@ def _with_finished(opts: TuneOptions, earlier: dict[str, int | None],
     """``opts`` widened to the optimizers of ``earlier`` (tuned in this dir before, under the
     same protocol) whose trials are all there, so that tuning some optimizers again adds to
     the report instead of shrinking it to them."""
-    from dataclasses import replace
-
     extra = {}
     for name, bs in earlier.items():
         if name not in config.STUDY_DEFAULTS:  # a plug-in not loaded this time
             continue
         one = replace(opts, optimizers=(name,), batch_size={**opts.batch_size, name: bs})
-        if not _missing(trials, _spec(name, "tune", one.grid(), one)) \
-                and not _missing(trials, _final_spec(name, one, trials)):
+        problem, budget = one.problem(), one.budget_of()
+        if not any(missing(trials, task_spec(problem, name, phase, budget, trials))
+                   for phase in ("tune", "final")):
             extra[name] = bs
     if not extra:
         return opts
@@ -506,30 +313,9 @@ def check_memory(opts: TuneOptions, n_rows: int, n_features: int, jobs: int) -> 
                         "--tune-seeds (or --jobs, --epochs)")
 
 
-def _spec(name: str, phase: str, lrs: list[float], opts: TuneOptions) -> dict:
-    return {"optimizer": name, "phase": phase, "lrs": lrs, "seeds": opts.seeds(phase),
-            "epochs": opts.epochs, "batch_size": opts.batch_for(name),
-            "target_loss": opts.target_loss, "trajectory_points": opts.trajectory_points}
 
 
-def _missing(trials: TrialLog, spec: dict) -> bool:
-    have = {(r["lr"], r["seed"]) for r in trials.of(spec["optimizer"], spec["phase"])}
-    return any((float(lr), s) not in have for lr in spec["lrs"] for s in spec["seeds"])
-
-
-def _final_spec(name: str, opts: TuneOptions, trials: TrialLog) -> dict:
-    return _spec(name, "final", [chosen_lr(name, opts, trials)[0]], opts)
-
-
-def chosen_lr(name: str, opts: TuneOptions, trials: TrialLog) -> tuple[float, list[float]]:
-    grid = opts.grid()
-    by_lr = {lr: [] for lr in grid}
-    for r in trials.of(name, "tune"):
-        if r["lr"] in by_lr:
-            by_lr[r["lr"]].append(r.get(SELECT[opts.select], math.inf))
-    return choose_lr(grid, [by_lr[lr] for lr in grid])
-
-
+# --------------------------------------------------------------------------- the trials
 def _cost(spec: dict) -> float:
     """Relative cost of a task, enough to start the longest first: what one member costs in
     `qa train` (updates per epoch x state arrays) times the members."""
@@ -542,71 +328,41 @@ def _cost(spec: dict) -> float:
 
 def _run_all(opts: TuneOptions, trials: TrialLog, arrays: dict, jobs: int,
              show_progress: bool, on_spare_core=None) -> None:
-    """Submit every unfinished tune task; as each optimizer's tuning completes, submit its
-    final re-runs. Finished trials go to the log as soon as their task returns.
-    ``on_spare_core()`` is called once, when fewer tasks are left than local workers (at
-    once for a Dask cluster, which leaves this machine's cores alone); not at all when no
-    task is left to run."""
+    """Every unfinished trial, through the protocol's scheduler (tuning, then each
+    optimizer's final runs as soon as its tuning is done)."""
     from tqdm import tqdm
 
     from pipeline.core.executors import make_runner
 
-    todo = []
-    for name in opts.optimizers:
-        spec = _spec(name, "tune", opts.grid(), opts)
-        todo.append(spec if _missing(trials, spec) else _final_spec(name, opts, trials))
-    # costliest first (state arrays x updates x members), as `qa train` orders its tasks
-    todo = sorted((s for s in todo if _missing(trials, s)), key=_cost, reverse=True)
+    problem, budget = opts.problem(), opts.budget_of()
+    cells = [(problem, n) for n in opts.optimizers]
+    todo = unfinished_tasks(cells, budget, trials)
     if not todo:
         log.info("every trial is already in %s", trials.path)
         return
-    n_tasks = sum(2 if s["phase"] == "tune" else 1 for s in todo)
-    jobs = min(jobs, len(todo))
-    runner = make_runner(opts.scheduler, jobs, arrays)  # before the bar: it may fail in one line
-    bar = tqdm(total=n_tasks, desc="tune", unit="task", disable=not show_progress)
+    # before the bar: a bad scheduler fails in one line
+    runner = make_runner(opts.scheduler, min(jobs, len(todo)), {None: arrays})
+    bar = tqdm(total=trials_left(todo, budget), desc="tune", unit="trial",
+               disable=not show_progress)
+    say = bar.write if show_progress else log.info
     try:
-        pending = {runner.submit(run_trials, s): s for s in todo}
-        while pending:
-            if on_spare_core is not None and (runner.where != "local" or len(pending) < jobs):
-                on_spare_core()
-                on_spare_core = None
-            done, _ = runner.wait_any(set(pending))
-            for f in done:
-                spec = pending.pop(f)
-                trials.add(f.result())
-                bar.update(1)
-                bar.set_postfix_str(f"{spec['optimizer']} {spec['phase']}")
-                if spec["phase"] == "tune":
-                    nxt = _final_spec(spec["optimizer"], opts, trials)
-                    msg = f"{spec['optimizer']}: chose lr {nxt['lrs'][0]:.3g}"
-                    bar.write(msg) if show_progress else log.info(msg)
-                    if _missing(trials, nxt):
-                        pending[runner.submit(run_trials, nxt)] = nxt
-                    else:
-                        bar.update(1)
+        run_tasks(cells, budget, trials, runner, bar, on_spare_core, say)
     finally:
         bar.close()
         runner.close()
 
 
-# ------------------------------------------------------------------------------ summary
 def summarise(opts: TuneOptions, trials: TrialLog) -> dict:
     """tuned.json: per optimizer the grid, the medians per lr, the chosen lr, and the median
     and bootstrap CI of every final metric over the final seeds."""
+    problem, budget = opts.problem(), opts.budget_of()
     out = {}
     for name in opts.optimizers:
-        chosen, medians = chosen_lr(name, opts, trials)
-        finals = [r for r in trials.of(name, "final") if r["lr"] == chosen]
-        finals.sort(key=lambda r: r["seed"])
-        metrics = {}
-        for m in METRICS:
-            vals = [math.inf if r.get(m) is None else r[m] for r in finals if "diverged" not in r]
-            metrics[m] = bootstrap_ci(vals)
+        chosen, medians = chosen_lr(problem, name, budget, trials)
         edge = chosen in (opts.grid()[0], opts.grid()[-1]) and opts.budget > 1
         out[name] = {"grid": opts.grid(), "median_loss_per_lr": medians, "chosen_lr": chosen,
-                     "chosen_at_grid_edge": edge,
-                     "batch_size": opts.batch_for(name), "final_seeds": [r["seed"] for r in finals],
-                     "diverged": sum("diverged" in r for r in finals), "final": metrics}
+                     "chosen_at_grid_edge": edge, "batch_size": opts.batch_for(name),
+                     **summarise_finals(problem, finals(problem, name, budget, trials))}
     what = "validation" if opts.select == "val" else "training"
     out["_selection"] = (f"lowest median final {what} loss over the tuning seeds; ties go to "
                          "the larger learning rate; a diverged run counts as +inf")

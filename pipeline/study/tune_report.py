@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.core.files import atomic_write_text
 from pipeline.core.plotting import COLORS, save_png
-from pipeline.study.stats import bootstrap_ci
+from pipeline.suite.stats import bootstrap_ci
 
 CLAIMS = {  # the original study's table, in its words
     "gd": "slow, very stable",

@@ -194,12 +194,14 @@ def lr_sensitivity_figure(suite: dict, workload: str, path: Path) -> None:
     for n in names:
         _sensitivity_line(ax, grid, wl["optimizers"][n], colors[n], n)
     ax.axhline(wl["target"], color="black", ls="--", lw=1.0, label=f"target {wl['target']:g}")
+    clipped = _focus(ax, wl)
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(NullLocator())  # decades only, as the tune figures
     better = "higher" if wl["higher_is_better"] else "lower"
     ax.set_xlabel("learning rate (log axis)")
     ax.set_ylabel(f"validation {wl['metric']} ({better} is better), median over tuning seeds")
-    ax.set_title(f"Learning-rate sensitivity on {workload}")
+    ax.set_title(f"Learning-rate sensitivity on {workload}"
+                 + ("\n(axis cut: rates far worse than the best lie beyond it)" if clipped else ""))
     ax.grid(alpha=0.3)
     extra = [Line2D([], [], ls="none", marker="o", mfc="none", mec="black", ms=9,
                     label="the chosen rate"),
@@ -208,6 +210,38 @@ def lr_sensitivity_figure(suite: dict, workload: str, path: Path) -> None:
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     save_png(fig, path)
     plt.close(fig)
+
+
+def _focus(ax, wl: dict) -> bool:
+    """The y range where the choice is made: a lower-is-better metric that stays positive on
+    a log axis; a higher-is-better one cut a few target-to-best spans below the best, so that
+    one rate's R^2 of -100 does not flatten every other curve. Returns whether it cut."""
+    vals = np.array([float(v) for o in wl["optimizers"].values()
+                     for v in (o.get("val_metric_per_lr") or []) if v is not None])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return False
+    target = float(wl["target"])
+    if not wl["higher_is_better"]:
+        if not (vals.min() > 0 and target > 0):
+            return False
+        ax.set_yscale("log")
+        lows = [min((float(v) for v in o.get("val_metric_per_lr") or [] if v is not None
+                     and math.isfinite(float(v))), default=target) for o in wl["optimizers"].values()]
+        ceiling = 1e3 * max(max(lows), target)  # every optimizer's best rate, and 3 decades more
+        if vals.max() <= ceiling:
+            return False
+        ax.set_ylim(min(vals.min(), target) / 2, ceiling)
+        return True
+    best = max(vals.max(), target)
+    span = max(best - target, 0.02 * max(abs(target), 1e-12))
+    tops = [max((float(v) for v in o.get("val_metric_per_lr") or [] if v is not None
+                 and math.isfinite(float(v))), default=best) for o in wl["optimizers"].values()]
+    floor = min(best - 6 * span, min(tops) - span)  # every optimizer's best rate stays in view
+    if vals.min() >= floor:
+        return False
+    ax.set_ylim(floor, best + span)
+    return True
 
 
 def _sensitivity_line(ax, grid: list[float], opt: dict, color: str, name: str) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.core import config
 
-TAU_MAX = 4.0  # AlgoPerf's r_max: the upper limit of the score's integral and of the plot
+TAU_MAX = config.SUITE_TAU_MAX  # AlgoPerf's r_max: the upper limit of the score's integral and of the plot
 TAU_STEP = 0.01  # spacing of default_taus: a plotted step is at most this far off its ratio
 
 

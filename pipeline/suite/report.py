@@ -1,0 +1,201 @@
+"""`qa suite`'s summary (suite.json), its figures and report.md.
+
+Per workload and optimizer: the chosen rate, the final metric (median over the final seeds,
+bootstrap CI), seconds and updates to the workload's target (median, CI, the fraction of
+seeds that reach it), the validation metric per rate, and the same at one shot (the
+optimizer's default rate). Across workloads: performance profiles on the time to the target,
+their AlgoPerf score with a CI from resampling seeds, a rank table, and Crowded Valley's
+finding (ii) measured (:mod:`pipeline.suite.profiles`). Every sentence of the report is
+built from those numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core import config
+from pipeline.core.files import atomic_write_text
+from pipeline.suite import profiles
+from pipeline.suite.protocol import Budget, TrialLog, chosen_lr, finals
+from pipeline.suite.stats import bootstrap_ci
+from pipeline.suite.workloads import Workload
+
+FIGURES = ("profile.png", "heatmap.png")  # and lr_<workload>.png per workload
+
+
+def _ci(values) -> dict:
+    """{"median", "ci": [low, high]}; +inf (never reached) and NaN (no run) become None."""
+    c = bootstrap_ci(values)
+    return profiles.jsonable({"median": c["median"], "ci": [c["low"], c["high"]]})
+
+
+def _cell(problem, name: str, budget: Budget, trials: TrialLog, phase: str) -> dict:
+    """One (workload, optimizer) at its chosen (phase final) or default (oneshot) rate."""
+    recs = finals(problem, name, budget, trials, phase)
+    mk = problem.metric_key
+    ok = [r for r in recs if "diverged" not in r]
+    times = [math.inf if r.get("time_to_target_s") is None else r["time_to_target_s"] for r in ok]
+    times += [math.inf] * (len(recs) - len(ok))  # a diverged seed never reaches the target
+    ups = [math.inf if r.get("updates_to_target") is None else r["updates_to_target"] for r in ok]
+    return {"lr": recs[0]["lr"] if recs else None,
+            "final_metric": _ci([r[f"final_test_{mk}"] for r in ok]),
+            "time_to_target_s": _ci(times), "updates_to_target": _ci(ups),
+            "reached": float(np.mean(np.isfinite(times))) if times else 0.0,
+            "diverged": len(recs) - len(ok), "seeds": len(recs), "_times": times}
+
+
+def _val_per_lr(problem, name: str, budget: Budget, trials: TrialLog) -> list:
+    mk = problem.metric_key
+    out = []
+    for lr in budget.grid:
+        v = [r[f"final_val_{mk}"] for r in trials.of(name, "tune", problem.name)
+             if r["lr"] == lr and "diverged" not in r]
+        out.append(float(np.median(v)) if v else None)
+    return out
+
+
+def summarise(cells, budget: Budget, trials: TrialLog, workloads: list[Workload]) -> dict:
+    """suite.json (see the module docstring)."""
+    specs = {w.name: w for w in workloads}
+    out: dict = {"budget": {"grid": list(budget.grid), "tune_seeds": budget.tune_seeds,
+                            "final_seeds": budget.final_seeds},
+                 "workloads": {}}
+    seed_times: dict = {}
+    for problem, name in cells:
+        w = specs[problem.name]
+        entry = out["workloads"].setdefault(w.name, {
+            "summary": w.summary, "metric": w.metric, "higher_is_better": w.higher_is_better,
+            "target": w.target, "epochs": w.epochs, "batch_size": w.batch_size,
+            "grid": list(budget.grid), "optimizers": {}})
+        one = _cell(problem, name, budget, trials, "oneshot")
+        cell = _cell(problem, name, budget, trials, "final") if budget.grid else dict(one)
+        if budget.grid:
+            cell["lr"] = chosen_lr(problem, name, budget, trials)[0]
+            cell["chosen_at_grid_edge"] = cell["lr"] in (budget.grid[0], budget.grid[-1])
+        cell["val_metric_per_lr"] = _val_per_lr(problem, name, budget, trials)
+        cell["default_lr"] = problem.default_lr[name]
+        one.pop("_times")
+        cell["one_shot"] = one
+        seed_times.setdefault(w.name, {})[name] = cell.pop("_times")
+        entry["optimizers"][name] = cell
+    _aggregate(out, seed_times)
+    return profiles.jsonable(out)
+
+
+def _aggregate(out: dict, seed_times: dict) -> None:
+    ws = out["workloads"]
+    tau_max = config.SUITE_TAU_MAX
+    times = {w: {o: c["time_to_target_s"]["median"] for o, c in e["optimizers"].items()}
+             for w, e in ws.items()}
+    taus = profiles.profile_taus(times, tau_max)
+    out["tau_max"] = tau_max
+    out["profile"] = {"taus": taus, "fractions": profiles.performance_profile(times, taus, tau_max)}
+    out["score"] = profiles.score_with_ci(seed_times, tau_max)
+    hib = {w: e["higher_is_better"] for w, e in ws.items()}
+    tuned = {w: {o: c["final_metric"]["median"] for o, c in e["optimizers"].items()}
+             for w, e in ws.items()}
+    one = {w: {o: c["one_shot"]["final_metric"]["median"] for o, c in e["optimizers"].items()}
+           for w, e in ws.items()}
+    out["ranks"] = profiles.rank_table(tuned, hib)
+    out["one_shot_vs_tuned"] = profiles.one_shot_vs_tuned(one, tuned, hib)
+    out["one_shot_sentence"] = profiles.one_shot_sentence(out["one_shot_vs_tuned"])
+
+
+# ------------------------------------------------------------------------------- report
+def write_report(out_dir: Path, suite: dict) -> None:
+    """The figures and report.md."""
+    from pipeline.suite import figures
+
+    figures.profile_figure(suite, out_dir / "profile.png")
+    figures.heatmap_figure(suite, out_dir / "heatmap.png")
+    if suite["budget"]["grid"]:
+        for w in suite["workloads"]:
+            figures.lr_sensitivity_figure(suite, w, out_dir / f"lr_{w}.png")
+    atomic_write_text(out_dir / "report.md", report_text(suite))
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "never" if v is None else f"{v:.{digits}g}"
+
+
+def _fmt_ci(c: dict, digits: int = 3) -> str:
+    lo, hi = c["ci"]
+    return f"{_fmt(c['median'], digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+
+
+def report_text(suite: dict) -> str:
+    b = suite["budget"]
+    ws = suite["workloads"]
+    n_opt = len(suite["score"])
+    if b["grid"]:
+        how = (f"{len(b['grid'])} learning rates log-spaced over [{b['grid'][0]:g}, {b['grid'][-1]:g}] "
+               f"x {b['tune_seeds']} seed(s) per optimizer, selected by median validation loss, then "
+               f"{b['final_seeds']} fresh seeds at the chosen rate")
+    else:
+        how = f"one-shot: each optimizer at its default rate, {b['final_seeds']} seeds"
+    parts = [f"# Optimizer suite: {len(ws)} workload(s) x {n_opt} optimizer(s)\n",
+             f"Budget, equal for every optimizer: {how}. Test data is touched only by the final "
+             "runs. Medians over the final seeds, with bootstrap 95% intervals in brackets.\n",
+             _score_section(suite), _rank_section(suite),
+             "## Defaults against tuning (Crowded Valley's finding ii)\n",
+             suite["one_shot_sentence"] + " (Medians compared; where the intervals overlap, "
+             "a difference is within the seed noise.)\n"]
+    for w, e in ws.items():
+        parts.append(_workload_section(w, e, bool(b["grid"])))
+    return "\n".join(parts)
+
+
+def _score_section(suite: dict) -> str:
+    tau = suite["tau_max"]
+    rows = sorted(suite["score"].items(), key=lambda kv: -(kv[1]["value"] or 0))
+    lines = [f"## Performance profiles (time to target)\n\n![profiles](profile.png)\n\n"
+             f"Score: the area under each optimizer's profile from τ = 1 to {tau:g}, over "
+             f"{tau - 1:g} (AlgoPerf; 1 = fastest to the target on every workload, 0 = never within "
+             f"{tau:g}x of the fastest). Interval: seeds resampled within each workload.\n",
+             "| optimizer | score | 95% interval |", "|---|---|---|"]
+    for name, s in rows:
+        lo, hi = s["ci"]
+        lines.append(f"| {name} | {_fmt(s['value'])} | [{_fmt(lo)}, {_fmt(hi)}] |")
+    best, second = rows[0], rows[1] if len(rows) > 1 else None
+    if second is not None:
+        overlap = best[1]["ci"][0] is not None and second[1]["ci"][1] is not None \
+            and best[1]["ci"][0] <= second[1]["ci"][1]
+        lines.append(f"\n{best[0]} scores highest ({_fmt(best[1]['value'])}); its interval "
+                     f"{'overlaps' if overlap else 'does not overlap'} that of {second[0]}, the "
+                     f"second ({_fmt(second[1]['value'])}){': within seed noise' if overlap else ''}.")
+    return "\n".join(lines) + "\n"
+
+
+def _rank_section(suite: dict) -> str:
+    ws = list(suite["workloads"])
+    ranks = sorted(suite["ranks"].items(), key=lambda kv: kv[1]["mean"])
+    head = "| optimizer | mean rank | " + " | ".join(ws) + " |"
+    lines = ["## Ranks by final metric (1 = best)\n\n![heatmap](heatmap.png)\n", head,
+             "|---|---|" + "---|" * len(ws)]
+    for name, r in ranks:
+        cells = " | ".join(f"{r['per_workload'][w]:g}" for w in ws)
+        lines.append(f"| {name} | {r['mean']:.2f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def _workload_section(w: str, e: dict, tuned: bool) -> str:
+    direction = "higher" if e["higher_is_better"] else "lower"
+    lines = [f"## {w}\n", f"{e['summary']}. Metric: {e['metric']} on the test rows ({direction} "
+             f"is better); target {e['target']:g}; {e['epochs']} epochs, batch size "
+             f"{e['batch_size']} (gd and linesearch: full batch).\n"]
+    if tuned:
+        lines.append(f"![learning-rate sensitivity](lr_{w}.png)\n")
+    lines += [f"| optimizer | lr | {e['metric']} | seconds to target | updates to target | "
+              "seeds reaching it | one-shot lr | one-shot " + e["metric"] + " |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, c in e["optimizers"].items():
+        edge = " (grid edge)" if c.get("chosen_at_grid_edge") else ""
+        div = f", {c['diverged']} diverged" if c["diverged"] else ""
+        lines.append(f"| {name} | {_fmt(c['lr'])}{edge} | {_fmt_ci(c['final_metric'], 4)} | "
+                     f"{_fmt_ci(c['time_to_target_s'])} | {_fmt_ci(c['updates_to_target'])} | "
+                     f"{c['reached']:.0%}{div} | {_fmt(c['one_shot']['lr'])} | "
+                     f"{_fmt_ci(c['one_shot']['final_metric'], 4)} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,215 @@
+"""`qa suite`: the tuning protocol of :mod:`pipeline.suite.protocol` on every workload, under
+one budget for every optimizer, aggregated across workloads (:mod:`pipeline.suite.report`).
+
+Budgets, after Crowded Valley (Schmidt et al. 2021): ``one-shot`` (each optimizer at its own
+default rate, no tuning), ``small``, ``large`` (`qa tune`'s default) or an explicit number of
+rates. Every budget also runs the one-shot finals, so that the report can set the best of all
+optimizers at their defaults against each one tuned.
+
+Output dir (default ``output/suite/<budget>/``): ``trials.jsonl`` (one line per finished
+trial: kill the run and rerun the same command to finish it; a rerun of a finished suite only
+redraws), ``meta.json`` (the protocol), ``suite.json``, ``report.md`` and the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core import config
+from pipeline.core.errors import UserError, check_at_least
+from pipeline.core.executors import check_scheduler_address
+from pipeline.core.files import atomic_write_json, read_json, stamp_key
+from pipeline.core.locking import FileLock, lock_path_for
+from pipeline.core.ownership import claim_dir, remove_stale_temps
+from pipeline.suite.protocol import Budget, Problem, TrialLog, run_tasks, trials_left, unfinished_tasks
+from pipeline.suite.workloads import WORKLOADS, Workload, check_workloads
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SuiteOptions:
+    workloads: tuple[str, ...] = ("all",)
+    optimizers: tuple[str, ...] = ("all",)  # all: every registered optimizer, plug-ins included
+    budget: str = config.SUITE_BUDGET  # one-shot, small, large or a number of rates
+    final_seeds: int | None = None  # None: the budget's
+    lr_range: tuple[float, float] = config.TUNE_LR_RANGE
+    data_dir: Path | None = None  # MNIST's four IDX files
+    scheduler: str | None = None  # a Dask scheduler address; None: local processes
+    jobs: int | None = None
+
+    def validate(self) -> None:
+        self.workloads = check_workloads(self.workloads)
+        self.optimizers = suite_optimizers(self.optimizers)
+        b = self.budget_of()
+        if self.final_seeds is not None:
+            check_at_least("--final-seeds", self.final_seeds, 2, " (a confidence interval needs two)")
+        check_at_least("the number of final seeds", b.final_seeds, 2)
+        if self.jobs is not None:
+            check_at_least("--jobs", self.jobs, 1)
+        if self.scheduler:  # before the suite dir is made: a bad address leaves nothing behind
+            check_scheduler_address(self.scheduler)
+        elif os.environ.get(config.SCHEDULER_ENV):
+            check_scheduler_address(os.environ[config.SCHEDULER_ENV], f"${config.SCHEDULER_ENV}")
+
+    def budget_of(self) -> Budget:
+        name = str(self.budget).strip().lower()
+        if name in config.SUITE_BUDGETS:
+            n, seeds, finals = config.SUITE_BUDGETS[name]
+        else:
+            try:
+                n = int(name)
+            except ValueError:
+                raise UserError(f"--budget must be one of {', '.join(config.SUITE_BUDGETS)} or a "
+                                f"number of learning rates, got {self.budget!r}") from None
+            check_at_least("--budget", n, 1)
+            seeds, finals = config.SUITE_N_TUNE_SEEDS, config.SUITE_N_FINAL_SEEDS
+        lo, hi = self.lr_range
+        grid = tuple(float(v) for v in np.geomspace(lo, hi, n)) if n else ()
+        return Budget(grid, seeds, self.final_seeds or finals, one_shot=True)
+
+    def budget_name(self) -> str:
+        return str(self.budget).strip().lower()
+
+
+def suite_optimizers(names) -> tuple[str, ...]:
+    """'all' = every optimizer of the registry (built-ins, then plug-ins, aliases included:
+    momentum and nag are SGD with other defaults, as torch.optim users set them)."""
+    from models.optimizers import optimizer_names
+
+    out: list[str] = []
+    for n in names:
+        out += optimizer_names() if str(n).strip().lower() == "all" else list(
+            config.check_optimizers([n], "--optimizers"))
+    return tuple(dict.fromkeys(out))
+
+
+def problem_for(w: Workload, optimizers: tuple[str, ...]) -> Problem:
+    """The protocol's view of a workload: its batch size for every optimizer but the
+    full-batch methods (gd and linesearch, as the study runs them), the optimizers' own
+    default rates (torch.optim's) for one-shot, the target on the held-out metric."""
+    from models.optimizers import default_hparams
+    from pipeline.core.plugins import plugin_files
+
+    full_batch = {n for n in optimizers if n in ("gd", "linesearch")}
+    return Problem(
+        name=w.name, model=w.model, epochs=w.epochs,
+        batch_size={n: None if n in full_batch else w.batch_size for n in optimizers},
+        default_lr={n: float(default_hparams(n).get("lr", config.STUDY_PLUGIN_LR)) for n in optimizers},
+        hparams={n: config.STUDY_DEFAULTS[n].hparams for n in optimizers},
+        target={"key": "eval_metric", "value": w.target, "higher": w.higher_is_better},
+        metric_key=w.metric_key, higher_is_better=w.higher_is_better,
+        plugins=plugin_files(), cost=lambda s, w=w: _task_seconds(w, s))
+
+
+def _task_seconds(w: Workload, spec: dict) -> float:
+    """A task's estimated seconds on one worker: members x epochs x one member's epoch."""
+    return len(spec["lrs"]) * len(spec["seeds"]) * w.epochs * w.member_epoch_s
+
+
+# ---------------------------------------------------------------------------- the stage
+def suite(opts: SuiteOptions, out: Path | None = None, show_progress: bool = True) -> Path:
+    """Run `qa suite`; returns the output dir."""
+    from pipeline.core.workers import default_jobs
+
+    opts.validate()
+    budget = opts.budget_of()
+    out_dir = Path(out) if out is not None else config.SUITE_DIR / opts.budget_name()
+    jobs = opts.jobs or default_jobs()
+    with FileLock(lock_path_for(out_dir), f"suite dir {out_dir}", command="qa suite"):
+        claim_dir(out_dir, "suite")
+        remove_stale_temps(out_dir)
+        workloads = [WORKLOADS[n] for n in opts.workloads]
+        _check_same_protocol(out_dir, budget, workloads)
+        trials = TrialLog(out_dir / "trials.jsonl")
+        cells = [(problem_for(w, opts.optimizers), o) for w in workloads for o in opts.optimizers]
+        t0 = time.perf_counter()
+        _run(cells, budget, trials, opts, jobs, show_progress)
+        from pipeline.suite.report import summarise, write_report
+
+        summary = summarise(cells, budget, trials, workloads)
+        summary["_meta"] = {"budget": opts.budget_name(), "wall_time_s": round(time.perf_counter() - t0, 2),
+                            "jobs": jobs if not opts.scheduler else None}
+        atomic_write_json(out_dir / "suite.json", summary)
+        write_report(out_dir, summary)
+    return out_dir
+
+
+def _run(cells, budget: Budget, trials: TrialLog, opts: SuiteOptions, jobs: int,
+         show_progress: bool) -> None:
+    from tqdm import tqdm
+
+    from pipeline.core.executors import make_runner
+
+    todo = unfinished_tasks(cells, budget, trials)
+    if not todo:
+        log.info("every trial is already in %s: redrawing", trials.path)
+        return
+    names = list(dict.fromkeys(s["workload"] for s in todo))
+    data = {n: load_workload(WORKLOADS[n], opts, show_progress) for n in names}
+    n_trials = trials_left(todo, budget)
+    est = _estimate(cells, todo, budget, jobs if not opts.scheduler else None)
+    msg = (f"suite: {len(names)} workload(s) x {len(opts.optimizers)} optimizer(s), "
+           f"{n_trials:,} trials to run{est}")
+    print(msg) if show_progress else log.info(msg)
+    runner = make_runner(opts.scheduler, min(jobs, len(todo)), data)  # may fail in one line
+    bar = tqdm(total=n_trials, desc="suite", unit="trial", disable=not show_progress)
+    try:
+        run_tasks(cells, budget, trials, runner, bar, say=bar.write if show_progress else log.info)
+    finally:
+        bar.close()
+        runner.close()
+
+
+def _estimate(cells, todo: list[dict], budget: Budget, jobs: int | None) -> str:
+    """', about N min on J workers': the tasks' estimated seconds (each final after its
+    tuning counted too), spread over the workers; nothing on a Dask cluster."""
+    if jobs is None:
+        return ""
+    problems = {p.name: p for p, _ in cells}
+    total = 0.0
+    for s in todo:
+        total += problems[s["workload"]].cost(s)
+        if s["phase"] == "tune":
+            total += problems[s["workload"]].cost({**s, "lrs": [1.0], "seeds": budget.seeds("final")})
+    minutes = total / max(1, min(jobs, len(todo))) / 60
+    return f", about {math.ceil(minutes)} min on {jobs} worker(s) here (an estimate)"
+
+
+def load_workload(w: Workload, opts: SuiteOptions, show_progress: bool) -> dict:
+    """The workload's four parts; a failure names the workload and says what to do."""
+    log.info("loading %s", w.name)
+    try:
+        return w.load({"data_dir": opts.data_dir, "show_progress": show_progress})
+    except UserError as e:
+        raise UserError(f"workload {w.name}: {e}; or leave it out with --workloads") from None
+
+
+def _check_same_protocol(out_dir: Path, budget: Budget, workloads: list[Workload]) -> None:
+    """A rerun continues only the same budget and workload settings; a new workload or
+    optimizer may join. Anything else goes to a new --out (trials would mix)."""
+    mine = {"grid": list(budget.grid), "tune_seeds": budget.tune_seeds,
+            "final_seeds": budget.final_seeds}
+    specs = {w.name: {"model": w.model, "epochs": w.epochs, "batch_size": w.batch_size,
+                      "target": w.target} for w in workloads}
+    meta = out_dir / "meta.json"
+    prev: dict = {}
+    if meta.exists():
+        prev = read_json(meta, "delete it, or pass --out NEW").get("protocol") or {}
+        old_w = prev.get("workloads") if isinstance(prev.get("workloads"), dict) else {}
+        diff = [k.replace("_", " ") for k in mine if prev.get(k) != mine[k]]
+        diff += [f"{n} settings" for n in specs if n in old_w and old_w[n] != specs[n]]
+        if diff and (out_dir / "trials.jsonl").exists():
+            raise UserError(f"{out_dir} holds trials of another protocol (different "
+                            f"{', '.join(diff)}); pass --out NEW for this one (or delete that dir)")
+        specs = {**old_w, **specs}
+    full = {**mine, "workloads": specs}
+    if full != prev:
+        atomic_write_json(meta, {"key": stamp_key(full), "protocol": full})
