@@ -17,6 +17,7 @@ from pipeline.cli.parsing import (
     optimizer_names,
     option,
     parse_batch_size,
+    plugin_option,
 )
 from pipeline.core import config
 from pipeline.core.errors import UserError
@@ -106,6 +107,7 @@ def mnist_group():
 @mnist_group.command("train")
 @layers_option(config.MNIST_LAYERS)
 @optimizer_option(config.MNIST_OPTIMIZER)
+@plugin_option()
 @option("--lr", default=config.MNIST_LR, show_default=True, type=float,
         help="Learning rate (initial trial step for linesearch).")
 @mnist_model_options
@@ -163,6 +165,7 @@ def mnist_evaluate_cmd(weights, data_dir):
 @click.option("--jobs", "-j", default=config.SWEEP_JOBS, show_default=True, type=int,
               help="Parallel worker processes.")
 @optimizer_option(config.MNIST_OPTIMIZER)
+@plugin_option()
 @mnist_model_options(batch_size=False)
 @click.option("--out", type=click.Path(path_type=Path), default=config.SWEEP_OUT,
               show_default=True, help="Where sweep.csv and sweep_heatmap.png go.")
@@ -194,6 +197,7 @@ def mnist_sweep_cmd(lrs, depths, batch_sizes, width, subset, jobs, optimizer, da
 @list_option("--optimizer", "-o", "optimizers", item=OPTIMIZER, hidden_aliases=("--optimizers",),
              default=config.COMPARE_OPTIMIZERS, show_default=True,
              help="Optimizers to compare, repeatable or comma-separated (any case).")
+@plugin_option()
 @list_option("--lr", "lrs", metavar="NAME=LR",
              help=f"Learning rate (initial step for linesearch) of one optimizer; others use "
                   f"{config.MNIST_LR:g}. Repeatable or comma-separated: --lr sgd=0.05,linesearch=1.")
@@ -240,6 +244,7 @@ def mnist_compare_cmd(optimizers, lrs, layers, data_dir, download, activation, b
 @click.option("--activation", type=click.Choice(HIDDEN_ACTIVATIONS), default=None,
               help="Hidden activation (default: relu for cubic, tanh otherwise).")
 @optimizer_option(config.FIT_OPTIMIZER)
+@plugin_option()
 @click.option("--lr", default=config.FIT_LR, show_default=True, type=float, help="Learning rate.")
 @click.option("--batch-size", default=str(config.FIT_BATCH), show_default=True,
               help="Mini-batch size, or 'full' for full batch.")

@@ -4,12 +4,15 @@ One way for every list: a list-valued option is repeatable and takes comma lists
 ``-o adam -o sgd`` is ``-o adam,sgd`` (:func:`list_option`). Names from a registry (optimizers,
 LLM backends, embedders) match in any case, and the registry is read when the option is used,
 so whatever is registered by then is a choice and is listed in the help (:class:`Names`).
-An old spelling of an option stays as a hidden alias (:class:`Opt`).
+An old spelling of an option stays as a hidden alias (:class:`Opt`). Plug-in optimizers
+(``--plugin FILE.py``, installed entry points) join the registry before any name is read
+(:func:`plugin_option`).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Iterable
 
 import click
@@ -148,15 +151,97 @@ class Size(click.ParamType):
             self.fail(f"{value!r} is neither a whole number nor 'all'", param, ctx)
 
 
+def _installed_plugins() -> None:
+    """Register the installed plug-ins (entry points), so that --help lists them; a broken one
+    is reported when a command runs (:func:`plugin_option`), not while help is shown."""
+    from pipeline.core.plugins import load_entry_points
+
+    try:
+        load_entry_points()
+    except UserError:
+        pass
+
+
 def optimizer_names() -> list[str]:
+    """Every name ``make_optimizer`` takes, the installed plug-ins' included."""
     from models.optimizers import optimizer_names as names
 
+    _installed_plugins()
     return names()
 
 
 def study_optimizer_names() -> list[str]:
     """The study's settings first (config.STUDY_DEFAULTS), then any other registered one."""
+    _installed_plugins()
     return list(config.STUDY_DEFAULTS)
+
+
+# ----------------------------------------------------------------------------- plug-ins
+PLUGIN_HELP = ("A Python file whose @register_optimizer(\"name\") classes become optimizers "
+               "of this command, e.g. --plugin examples/lion.py -o lion; repeatable. Installed "
+               "packages' entry points (group qa_optim.optimizers) load by themselves. See "
+               "docs/plugins.md.")
+
+
+def _load_plugins(ctx: click.Context, param: click.Parameter, files: tuple[str, ...]) -> None:
+    """The eager --plugin callback: before any optimizer name is converted, register the
+    installed plug-ins and those in ``files``."""
+    if ctx.resilient_parsing:  # shell completion: nothing runs, nothing may fail
+        return
+    from pipeline.core.plugins import load_entry_points, load_plugin_file
+
+    load_entry_points()
+    for f in files:
+        load_plugin_file(f)
+
+
+def check_plugins(names: Iterable[str], ensembles: bool = False) -> None:
+    """Put each plug-in among ``names`` through the sanity check (built-ins are skipped);
+    with ``ensembles``, also refuse one that cannot train an ensemble's members at once."""
+    from pipeline.core.plugins import check_optimizer, plugin_names
+
+    plugins = set(plugin_names())
+    for name in dict.fromkeys(names):
+        if name in plugins:
+            check_optimizer(name, ensembles=ensembles)
+
+
+def _named(value) -> list[str]:
+    """The optimizer names an option's value holds: one name, or a tuple of them."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
+
+
+def plugin_option(names: Iterable[str] = ("optimizers", "optimizer"), ensembles: bool = False):
+    """``--plugin FILE.py`` (repeatable) for a command that takes optimizer names.
+
+    Put it under the command's decorator, beside its optimizer option::
+
+        @main.command("suite")
+        @plugin_option()
+        @optimizers_option("to benchmark")
+        def suite_cmd(optimizers, ...): ...
+
+    The option is eager: the installed entry points and the files are registered before the
+    optimizer option converts its names, so ``--plugin my.py -o mine`` works, and the command
+    function gets no extra argument. Before the command body runs, every plug-in named in the
+    parameters ``names`` goes through :func:`pipeline.core.plugins.check_optimizer`; with
+    ``ensembles`` (commands that train members at once with an (S, 1) lr) one that cannot is
+    refused too. Otherwise ``check_optimizer(name)`` (cached) tells the command.
+    """
+    names = tuple(names)
+
+    def decorate(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            check_plugins([n for key in names for n in _named(kwargs.get(key))], ensembles)
+            return command(*args, **kwargs)
+
+        return option("--plugin", "plugins", multiple=True, metavar="FILE.py", is_eager=True,
+                      expose_value=False, callback=_load_plugins, help=PLUGIN_HELP)(run)
+
+    return decorate
 
 
 # ----------------------------------------------------------------------------- values

@@ -20,6 +20,7 @@ from pipeline.cli.parsing import (
     option,
     parse_batch_size,
     parse_per_optimizer,
+    plugin_option,
     study_optimizer_names,
 )
 from pipeline.core import config
@@ -234,6 +235,7 @@ def embed_cmd(embedder, input_csv, out, features, test_size, seed, batch_size, d
         help="Processed dir (X_train.npy, y_train.npy, X_test.npy, y_test.npy). "
              "Default: the latest `qa embed` output.")
 @study_options
+@plugin_option(ensembles=True)
 @option("--out", type=click.Path(path_type=Path), default=None,
         help="Run dir. Default: output/runs/<data dir name>; other optimizers already "
              "there are kept.")
@@ -248,6 +250,7 @@ def train_cmd(data, optimizers, seeds, epochs, lrs, batches, trajectory_points, 
       qa train --optimizer adam
       qa train --optimizer all --seeds 3 --epochs 100
       qa train -o sgd,adam --lr adam=0.005 --batch-size sgd=8
+      qa train --plugin examples/lion.py -o lion,adam     # your own optimizer
     """
     from pipeline.study.train import run_study
 
@@ -302,6 +305,7 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
              "server(s) and timeouts: the default input into data/raw/curated.csv, an --input "
              "X into data/raw/X.curated.csv.")
 @study_options
+@plugin_option(ensembles=True)
 @option("--out", type=click.Path(path_type=Path), default=None,
         help="Run dir (default: output/runs/<processed dir name>).")
 def run_cmd(embedder, features, input_csv, regenerate, llm, n, backend, hosts, concurrency,
@@ -347,6 +351,7 @@ def _lr_range(text: str) -> tuple[float, float]:
 @option("--data", type=click.Path(path_type=Path), default=None,
         help="Processed dir (default: the latest `qa embed` output).")
 @optimizers_option("to tune")
+@plugin_option(ensembles=True)
 @option("--budget", default=config.TUNE_BUDGET, show_default=True, type=int,
         help="Learning rates per optimizer, log-spaced over --lr-range (the same for all).")
 @option("--lr-range", default=f"{config.TUNE_LR_RANGE[0]:g}:{config.TUNE_LR_RANGE[1]:g}",
@@ -385,6 +390,7 @@ def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs
     Examples:
       qa tune
       qa tune -o sgd,adam --budget 8 --final-seeds 20
+      qa tune --plugin examples/lion.py -o lion,adam
       qa tune --scheduler tcp://10.0.0.5:8786      # a Dask cluster runs the trials
     """
     from pipeline.study.tune import TuneOptions, tune
@@ -447,6 +453,7 @@ def import_exams_cmd(source, distractors, seed, out):
              show_default=True, help="Feature sets to compare, repeatable or comma-separated.")
 @optimizers_option("for the tanh model, at the study's settings", default=config.CURVE_OPTIMIZERS,
                    extra=())
+@plugin_option()
 @option("--seeds", default=config.CURVE_SEEDS, show_default=True, type=int,
         help="Seeded subsamples per size.")
 @option("--epochs", default=config.CURVE_EPOCHS, show_default=True, type=int,
