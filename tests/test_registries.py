@@ -381,7 +381,7 @@ def _commands(group=main, path=()):
 
 
 NO_DEFAULT = (None, getattr(click.core, "UNSET", None))  # click >= 8.3 marks "none given"
-DERIVED = {("tune", "lr_range")}  # "1e-4:10", written from config.TUNE_LR_RANGE
+DERIVED = {("tune", "lr_range"), ("suite", "lr_range")}  # "1e-4:10", from config.TUNE_LR_RANGE
 
 
 def test_every_option_default_is_a_config_value():

@@ -40,8 +40,13 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def _init_worker(parent: int, blas_threads: int | None, setup, setup_args: tuple) -> None:
+def _init_worker(parent: int, blas_threads: int | None, setup, setup_args: tuple,
+                 plugins: tuple[str, ...] = ()) -> None:
     _die_with_parent(parent)
+    # the parent's plug-in optimizers (a forked worker has them already, a spawned one not)
+    from pipeline.core.plugins import ensure_plugins
+
+    ensure_plugins(plugins)
     if blas_threads is not None:
         from threadpoolctl import threadpool_limits
 
@@ -54,8 +59,11 @@ def process_pool(jobs: int, blas_threads: int | None = 1, setup=None,
                  setup_args: tuple = ()) -> ProcessPoolExecutor:
     """A pool of ``jobs`` workers that die with this process; each runs ``setup(*setup_args)``
     once at its start (to receive data once rather than with every task)."""
+    from pipeline.core.plugins import plugin_files
+
     return ProcessPoolExecutor(max(1, jobs), initializer=_init_worker,
-                               initargs=(os.getpid(), blas_threads, setup, setup_args))
+                               initargs=(os.getpid(), blas_threads, setup, setup_args,
+                                         plugin_files()))
 
 
 def default_jobs() -> int:

@@ -95,10 +95,11 @@ def run_trials(spec: dict, data: dict) -> list[dict]:
     """
     from threadpoolctl import threadpool_limits
 
-    if spec["plugins"]:  # a worker process that has not loaded the user's optimizers yet
-        from pipeline.core.plugins import ensure_plugins
+    from pipeline.core.plugins import ensure_plugins
 
-        ensure_plugins(spec["plugins"])
+    # a worker (a Dask one, a spawned process) that has not loaded the user's optimizers yet:
+    # the --plugin files and the installed entry points (both once per process)
+    ensure_plugins(spec["plugins"])
     # a diverging member overflows on its way to inf/NaN, which the training loop catches
     # and reports: NumPy's warnings about it would only scroll the progress bar away
     with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -5,10 +5,13 @@ that metric's direction, a target, its epochs and batch size. A new workload is 
 :class:`Workload` and one ``register_workload(...)`` line.
 
 Targets are defined once, here, on the held-out metric, as AlgoPerf sets its targets
-(Dahl et al. 2023): the median final metric that the best optimizer reached in a calibration
-run of the suite (``qa suite --budget large``) on this machine, relaxed a little, so that a
-well-tuned optimizer reaches it and an untuned one may not (the calibration is in
-docs/suite.md).
+(Dahl et al. 2023, from tuned reference runs): the median final metric of the best optimizer
+in a calibration run (``qa suite --budget small``, 2026-12-01, 13 optimizers), relaxed by
+about 1% and rounded: qa-bundled 1.056 -> 1.07 (MSE; predicting 0 everywhere scores 1.0:
+nothing generalises there), qa-exams 0.536 -> 0.53, mnist 0.935 -> 0.925, fit-cubic
+0.9886 -> 0.98, fit-sinc 0.9686 -> 0.96; the quadratic's best excess loss, 0.61, is mostly
+its seeds' noise (interval 0.38 to 1.98), so its target is 1.0, 1/200 of where it starts.
+A well-tuned optimizer reaches a target; an untuned one may not.
 
 Every workload's data is the same four parts as `qa tune`'s: ``fit`` (training rows the
 tuning trials learn from), ``val`` (held out from training, for choosing the rate), ``train``
@@ -223,18 +226,18 @@ def _quadratic(opts: dict) -> Arrays:
 register_workload(Workload(
     "qa-bundled", "tanh(w·x) on the bundled Turkish QA pairs, bundled E5 ([q ; a ; 1])",
     "200 pairs (160 train / 40 test), 769 features", {"kind": "tanh"},
-    "test loss (MSE)", "loss", False, 0.26, epochs=100, batch_size=1,
+    "test loss (MSE)", "loss", False, 1.07, epochs=100, batch_size=1,
     load=lambda o: _embedded("qa_pairs.csv", o), member_epoch_s=3e-4))
 register_workload(Workload(
     "qa-exams", "tanh(w·x) on EXAMS-tr questions with their correct and one wrong option",
     "3,902 pairs (about 3,100 train), 769 features", {"kind": "tanh"},
-    "accuracy", "acc", True, 0.55, epochs=20, batch_size=16,
+    "accuracy", "acc", True, 0.53, epochs=20, batch_size=16,
     load=lambda o: _embedded("exams_tr.csv", o), member_epoch_s=3e-3))
 register_workload(Workload(
     "mnist", "MLP 784-64-10 (ReLU, softmax cross-entropy) on an MNIST subset",
     f"{MNIST_FIT:,} fit / {MNIST_VAL:,} val / {MNIST_TEST:,} test digits, 784 pixels",
     {"kind": "mlp", "sizes": [784, 64, 10], "activation": "relu", "loss": "cross_entropy"},
-    "accuracy", "acc", True, 0.95, epochs=3, batch_size=64, load=_mnist, member_epoch_s=0.15))
+    "accuracy", "acc", True, 0.925, epochs=3, batch_size=64, load=_mnist, member_epoch_s=0.15))
 register_workload(Workload(
     "fit-cubic", "MLP 1-64-64-1 (ReLU, MSE) fitting y = x³ + N(0, 1) on [-3, 3]",
     "800 fit / 200 val / 1,000 test points", {"kind": "mlp", "sizes": [1, 64, 64, 1],
@@ -244,10 +247,10 @@ register_workload(Workload(
     "fit-sinc", "MLP 1-64-64-1 (tanh, MSE) fitting y = sin(x)/x + N(0, 0.02²) on [-10, 10]",
     "800 fit / 200 val / 1,000 test points", {"kind": "mlp", "sizes": [1, 64, 64, 1],
                                               "activation": "tanh", "loss": "mse"},
-    "R²", "r2", True, 0.9, epochs=20, batch_size=32, load=_fit_task("sinc"), member_epoch_s=4e-3))
+    "R²", "r2", True, 0.96, epochs=20, batch_size=32, load=_fit_task("sinc"), member_epoch_s=4e-3))
 register_workload(Workload(
     "quadratic", "noisy quadratic 1/2 (θ - z)ᵀ H (θ - z), 20 dims, condition ~6,000 (DeepOBS)",
     "800 fit / 200 val / 1,000 test draws of z, 20 dims", {"kind": "quadratic", **{
         k: QUADRATIC[k] for k in ("dims", "n_large", "hessian_seed")}},
-    "excess loss ½θᵀHθ", "excess", False, 0.05, epochs=10, batch_size=32, load=_quadratic,
+    "excess loss ½θᵀHθ", "excess", False, 1.0, epochs=10, batch_size=32, load=_quadratic,
     member_epoch_s=2e-4))

@@ -1,0 +1,208 @@
+"""`qa suite`: the workload registry, one-shot at the defaults, resume after kill -9, a rerun
+that only redraws, plug-ins, a Dask cluster, the noisy quadratic's gradient, and its errors.
+
+The aggregation (profiles, score, ranks) is tested on hand-made numbers in
+test_suite_profiles.py; the MLP ensemble against separate runs in test_mlp_ensemble.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.noisy_quadratic import NoisyQuadratic, quadratic_hessian
+from models.optimizers import default_hparams
+from pipeline.cli import main
+from pipeline.suite.workloads import WORKLOADS
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+QUICK = ["-w", "quadratic,fit-cubic", "--budget", "2", "--final-seeds", "2", "--jobs", "1"]
+
+
+def qa(runner, *args):
+    return runner.invoke(main, [str(a) for a in args])
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _key(r: dict) -> tuple:
+    return r["workload"], r["optimizer"], r["phase"], r["lr"], r["seed"]
+
+
+def test_list_names_every_workload_with_its_target(runner):
+    res = qa(runner, "suite", "--list")
+    assert res.exit_code == 0, res.output
+    for w in WORKLOADS.values():
+        line = next(li for li in res.output.splitlines() if li.startswith(w.name + " "))
+        assert f"{w.target:g}" in line and w.metric in line
+
+
+def test_every_workload_spec_is_complete():
+    assert {"qa-bundled", "qa-exams", "mnist", "fit-cubic", "fit-sinc", "quadratic"} <= set(WORKLOADS)
+    for w in WORKLOADS.values():
+        assert w.model["kind"] in ("tanh", "mlp", "quadratic") and w.epochs >= 1 and w.batch_size >= 1
+        assert np.isfinite(w.target)
+
+
+def test_one_shot_runs_each_optimizer_at_its_default_rate(runner, tmp_path):
+    out = tmp_path / "s"
+    res = qa(runner, "suite", "-w", "quadratic", "-o", "adam,sgd,nag", "--budget", "one-shot",
+             "--final-seeds", "2", "--jobs", "1", "--out", out)
+    assert res.exit_code == 0, res.output
+    suite = json.loads((out / "suite.json").read_text())
+    cells = suite["workloads"]["quadratic"]["optimizers"]
+    for name in ("adam", "sgd", "nag"):
+        assert cells[name]["lr"] == pytest.approx(default_hparams(name)["lr"])
+        assert cells[name]["lr"] == cells[name]["one_shot"]["lr"]
+    assert {r["phase"] for r in _lines(out / "trials.jsonl")} == {"oneshot"}  # no tuning
+    assert not list(out.glob("lr_*.png"))  # no grid, no sensitivity figure
+    assert (out / "profile.png").exists() and (out / "heatmap.png").exists()
+
+
+def test_a_suite_summary_has_what_the_issue_names(runner, tmp_path):
+    out = tmp_path / "s"
+    res = qa(runner, "suite", *QUICK, "-o", "adam,gd", "--out", out)
+    assert res.exit_code == 0, res.output
+    suite = json.loads((out / "suite.json").read_text())
+    assert set(suite["workloads"]) == {"quadratic", "fit-cubic"}
+    for w in suite["workloads"].values():
+        assert len(w["grid"]) == 2
+        for cell in w["optimizers"].values():
+            assert cell["lr"] in w["grid"]
+            assert {"median", "ci"} <= set(cell["final_metric"]) | set(cell["time_to_target_s"])
+            assert 0.0 <= cell["reached"] <= 1.0 and "updates_to_target" in cell
+    prof = suite["profile"]
+    assert set(prof["fractions"]) == {"adam", "gd"}
+    assert all(len(f) == len(prof["taus"]) for f in prof["fractions"].values())
+    assert set(suite["score"]) == {"adam", "gd"}
+    report = (out / "report.md").read_text()
+    assert suite["one_shot_sentence"] in report
+    for png in ("profile.png", "heatmap.png", "lr_quadratic.png", "lr_fit-cubic.png"):
+        assert (out / png).stat().st_size > 0
+
+
+def test_a_finished_suite_is_only_redrawn(runner, tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    assert qa(runner, "suite", *QUICK, "-o", "adam", "--out", out).exit_code == 0
+    before = (out / "trials.jsonl").read_text()
+    (out / "profile.png").unlink()
+
+    def no_work(*a, **k):
+        raise AssertionError("a finished suite trained again")
+
+    monkeypatch.setattr("pipeline.suite.protocol.run_trials", no_work)
+    res = qa(runner, "suite", *QUICK, "-o", "adam", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert (out / "trials.jsonl").read_text() == before and (out / "profile.png").exists()
+
+
+def test_kill_mid_suite_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "pipeline.cli", "suite", *QUICK, "--budget", "3",
+           "-o", "adam,sgd,rmsprop,nag", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=ENV, cwd=tmp_path, stderr=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL)
+    trials = out / "trials.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if trials.exists() and len(trials.read_text().splitlines()) >= 8:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = [_key(r) for r in _lines(trials)]
+    per_cell = 3 * 2 + 2 + 2  # tuning, finals, one-shot
+    assert 8 <= len(before) < 2 * 4 * per_cell, "the kill should land mid-suite"
+    res = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    after = [_key(r) for r in _lines(trials)]
+    assert len(after) == len(set(after)) == 2 * 4 * per_cell  # every trial once
+    assert set(before) <= set(after)
+    assert json.loads((out / "suite.json").read_text())["score"].keys() == {"adam", "sgd", "rmsprop", "nag"}
+
+
+def test_another_budget_needs_another_out_dir(runner, tmp_path):
+    out = tmp_path / "s"
+    assert qa(runner, "suite", *QUICK, "-o", "adam", "--out", out).exit_code == 0
+    res = qa(runner, "suite", *QUICK, "--budget", "3", "-o", "adam", "--out", out)
+    assert res.exit_code != 0
+    last = res.output.strip().splitlines()[-1]
+    assert "another protocol (different grid)" in last and "--out NEW" in last
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-w", "quadratc"], "did you mean quadratic"),
+    (["--budget", "huge"], "--budget must be one of one-shot, small, large"),
+    (["--budget", "0"], "--budget"),
+    (["--final-seeds", "1"], "--final-seeds"),
+    (["-o", "adamm"], "adam"),
+    (["-w", "mnist", "--data-dir", "nowhere"], "workload mnist: MNIST not found"),
+])
+def test_bad_options_are_one_line_before_any_output(runner, tmp_path, args, needle):
+    out = tmp_path / "s"
+    res = qa(runner, "suite", "-o", "adam", "--jobs", "1", "--budget", "one-shot", *args,
+             "--out", out)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert needle in res.output.strip().splitlines()[-1], res.output
+    assert not (out / "trials.jsonl").exists()
+
+
+def test_a_plugin_optimizer_joins_the_suite(runner, tmp_path):
+    out = tmp_path / "s"
+    res = qa(runner, "suite", "--plugin", REPO / "examples" / "lion.py", "-o", "lion,adam",
+             "-w", "quadratic", "--budget", "2", "--final-seeds", "2", "--jobs", "1", "--out", out)
+    assert res.exit_code == 0, res.output
+    suite = json.loads((out / "suite.json").read_text())
+    assert set(suite["workloads"]["quadratic"]["optimizers"]) == {"lion", "adam"}
+    assert "lion" in suite["score"]
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_gives_the_local_result(tmp_path):
+    from distributed import LocalCluster
+
+    from pipeline.suite.run import SuiteOptions, suite
+
+    opts = dict(workloads=("quadratic", "fit-cubic"), optimizers=("adam", "gd"), budget="2",
+                final_seeds=2)
+    local = suite(SuiteOptions(**opts, jobs=1), tmp_path / "local", show_progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        remote = suite(SuiteOptions(**opts, scheduler=cluster.scheduler_address),
+                       tmp_path / "dask", show_progress=False)
+    a, b = (json.loads((d / "suite.json").read_text())["workloads"] for d in (local, remote))
+    for w in a:
+        for o in a[w]["optimizers"]:
+            x, y = a[w]["optimizers"][o], b[w]["optimizers"][o]
+            assert x["lr"] == y["lr"]
+            np.testing.assert_allclose(x["final_metric"]["median"], y["final_metric"]["median"],
+                                       rtol=1e-5)
+
+
+def test_noisy_quadratic_gradient_matches_finite_differences():
+    H = quadratic_hessian(6, 2, seed=1)
+    model = NoisyQuadratic(H, [3, 4], dtype=np.float64)
+    Z = np.random.default_rng(0).standard_normal((2, 5, 6))  # (S, B, D): one batch per member
+    _, grads = model.loss_and_grads(Z)
+    theta = model.params["theta"]
+    eps = 1e-6
+    for s in range(2):
+        for i in range(6):
+            up, down = theta.copy(), theta.copy()
+            up[s, i] += eps
+            down[s, i] -= eps
+            fd = (model.loss(Z, params={"theta": up})[s]
+                  - model.loss(Z, params={"theta": down})[s]) / (2 * eps)
+            assert grads["theta"][s, i] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    assert np.all(np.linalg.eigvalsh(H) > 0)
+    assert model.excess(params={"theta": np.zeros((1, 6))})[0] == 0.0  # the known optimum
