@@ -5,6 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
+MNIST  ?= ../shared/data/mnist
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -43,10 +44,14 @@ bench: $(STAMP)  ## speed: MNIST NumPy MLP vs PyTorch, the tanh study, qa tune v
 	$(BIN)/python benchmarks/tune_speed.py
 	$(BIN)/python benchmarks/linesearch_cost.py
 
-figures: $(STAMP)  ## regenerate the README figures in docs/ from a demo run
+figures: $(STAMP)  ## regenerate the README figures in docs/ from a demo run and a small suite
 	$(BIN)/qa run --embedder bundled --out output/runs/docs-demo
 	mkdir -p docs
 	cp output/runs/docs-demo/*.png docs/
+	$(BIN)/qa suite --budget small --data-dir $(MNIST) --out output/suite/docs-small
+	cp output/suite/docs-small/profile.png docs/suite_profile.png
+	cp output/suite/docs-small/heatmap.png docs/suite_heatmap.png
+	cp output/suite/docs-small/lr_mnist.png docs/suite_lr_mnist.png
 
 clean:  ## remove generated outputs and caches (keeps .venv)
 	rm -rf output data/processed .pytest_cache .ruff_cache build dist *.egg-info

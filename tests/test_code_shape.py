@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_FUNCTION_LINES = 60
-WINGS = ("core", "llm", "corpus", "study", "mlp", "suite", "cli")
+WINGS = ("core", "llm", "corpus", "study", "mlp", "suite", "estimators", "api", "cli")
 
 
 def sources(*packages: str) -> list[Path]:

@@ -173,7 +173,7 @@ def _cell(ax, i: int, j: int, norm: float, raw, ran: bool) -> None:
     elif math.isnan(norm):
         ax.text(j, i, "× diverged", ha="center", va="center", fontsize=7.5, color="black")
     else:
-        ax.text(j, i, f"{raw:.3g}", ha="center", va="center", fontsize=8,
+        ax.text(j, i, f"{raw:.4g}", ha="center", va="center", fontsize=8,
                 color="white" if norm < 0.55 else "black")  # viridis is dark below ~0.55
 
 

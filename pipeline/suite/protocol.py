@@ -170,8 +170,12 @@ def _train_group(spec, members, X, y, eval_sets, cfg) -> list:
 
 
 def _first_crossing(values: np.ndarray, target: float, higher: bool) -> int | None:
-    hit = np.flatnonzero(values >= target if higher else values <= target)
-    return int(hit[0]) if hit.size else None
+    """The first evaluation after training began (index >= 1: index 0 is the initial model)
+    whose value is on the target's side; None if none is. A model that starts beyond the
+    target reaches it at the first evaluation, never at zero seconds (a zero would make every
+    other optimizer's ratio to the best infinite)."""
+    hit = np.flatnonzero(values[1:] >= target if higher else values[1:] <= target)
+    return int(hit[0]) + 1 if hit.size else None
 
 
 def _trial_record(spec, lr, seed, res, eval_name, X, y) -> dict:

@@ -117,13 +117,17 @@ def write_report(out_dir: Path, suite: dict) -> None:
     atomic_write_text(out_dir / "report.md", report_text(suite))
 
 
-def _fmt(v, digits: int = 3) -> str:
-    return "never" if v is None else f"{v:.{digits}g}"
+def _fmt(v, digits: int = 3, none: str = "never") -> str:
+    return none if v is None else f"{v:.{digits}g}"
 
 
-def _fmt_ci(c: dict, digits: int = 3) -> str:
+def _fmt_ci(c: dict, digits: int = 3, none: str = "never") -> str:
+    """Median [low, high]; ``none`` for a missing value: a target "never" reached, a metric
+    of runs that all "diverged"."""
     lo, hi = c["ci"]
-    return f"{_fmt(c['median'], digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+    if c["median"] is None and lo is None and hi is None:
+        return none
+    return f"{_fmt(c['median'], digits, none)} [{_fmt(lo, digits, none)}, {_fmt(hi, digits, none)}]"
 
 
 def report_text(suite: dict) -> str:
@@ -194,8 +198,8 @@ def _workload_section(w: str, e: dict, tuned: bool) -> str:
     for name, c in e["optimizers"].items():
         edge = " (grid edge)" if c.get("chosen_at_grid_edge") else ""
         div = f", {c['diverged']} diverged" if c["diverged"] else ""
-        lines.append(f"| {name} | {_fmt(c['lr'])}{edge} | {_fmt_ci(c['final_metric'], 4)} | "
+        lines.append(f"| {name} | {_fmt(c['lr'])}{edge} | {_fmt_ci(c['final_metric'], 4, 'diverged')} | "
                      f"{_fmt_ci(c['time_to_target_s'])} | {_fmt_ci(c['updates_to_target'])} | "
                      f"{c['reached']:.0%}{div} | {_fmt(c['one_shot']['lr'])} | "
-                     f"{_fmt_ci(c['one_shot']['final_metric'], 4)} |")
+                     f"{_fmt_ci(c['one_shot']['final_metric'], 4, 'diverged')} |")
     return "\n".join(lines) + "\n"

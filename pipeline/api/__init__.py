@@ -1,0 +1,1 @@
+"""The study from Python (being written)."""
