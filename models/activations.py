@@ -78,17 +78,18 @@ class Tanh(Activation):
 
 
 class Softmax(Activation):
-    """Row-wise softmax. Its backward is the Jacobian-vector product
-    ``dZ = A * (dA - sum(dA * A, axis=1))``; with cross-entropy use the fused loss instead."""
+    """Row-wise softmax (over the last axis, so an ensemble's (S, B, C) works too). Its
+    backward is the Jacobian-vector product ``dZ = A * (dA - sum(dA * A, axis=-1))``; with
+    cross-entropy use the fused loss instead."""
 
     name, init = "softmax", "xavier"
 
     def forward(self, Z):
-        E = np.exp(Z - Z.max(axis=1, keepdims=True))
-        return E / E.sum(axis=1, keepdims=True)
+        E = np.exp(Z - Z.max(axis=-1, keepdims=True))
+        return E / E.sum(axis=-1, keepdims=True)
 
     def backward(self, dA, A, Z=None):
-        return A * (dA - np.sum(dA * A, axis=1, keepdims=True))
+        return A * (dA - np.sum(dA * A, axis=-1, keepdims=True))
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {

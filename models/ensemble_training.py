@@ -1,12 +1,13 @@
 """Training the S members of an ensemble at once, each as a separate run would train it.
 
-An ensemble model (``TanhEnsemble``) gives every parameter a leading member axis, and its
+An ensemble model (``TanhEnsemble``, ``MLPEnsemble``) gives every parameter a leading member
+axis (2-D, (S, n), so that per-member learning rates of shape (S, 1) broadcast), and its
 ``loss``, ``loss_and_grads`` and ``evaluate`` return one value per member. Member s shuffles
 with ``seeds[s]`` exactly as :func:`models.training.train` does with ``seed=seeds[s]``, so
-its result equals a separate run up to floating-point rounding (tests/test_train.py checks
-it for every optimizer). ``qa train`` trains every seed of an optimizer this way, ``qa tune``
-every learning rate and seed: at batch size 1 a small model's update is mostly NumPy's
-per-call overhead, which the S members then share.
+its result equals a separate run up to floating-point rounding (tests/test_train.py and
+tests/test_mlp_ensemble.py check it for every optimizer). ``qa train`` trains every seed of
+an optimizer this way, ``qa tune`` every learning rate and seed: at batch size 1 a small
+model's update is mostly NumPy's per-call overhead, which the S members then share.
 
 This is the training loop of :mod:`models.training` specialised to member axes (one
 shuffle per member, gathered batches, per-member histories and trajectories), kept apart
@@ -133,7 +134,11 @@ def train_members(
     log(0, 0.0, 0, np.full(S, np.nan))
     recorders.record(0)
     updates, wall = 0, 0.0
-    row = min(p[0].size for p in model.params.values())
+    # the longest member row, where the (S, 1) broadcasts cost the most; the shortest (an
+    # MLP's 1-wide output bias) would cut the buffer to 16 elements, which slows every
+    # buffered operation (fit-cubic's 36-member MLP: Adam's step 0.28 -> 1.8 ms, ReLU's
+    # backward 20 -> 190 us)
+    row = max(p[0].size for p in model.params.values())
     with row_sized_ufunc_buffer(row):  # see there: the (S, 1) broadcasts
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()

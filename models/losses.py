@@ -2,11 +2,24 @@
 
 ``SoftmaxCrossEntropy`` is fused: it takes the logits, so its gradient is the stable
 ``(softmax(Z) - onehot(y)) / N`` and ``log softmax`` comes from a shifted log-sum-exp.
+
+The ``*_members`` variants take the outputs of an ensemble's S members at once, shape
+(S, B, K), with targets per member (``y`` of shape (S, B[, K])) or shared by all (``y`` of
+shape (B[, K])), and return one loss per member, shape (S,): member s's is what ``forward``
+gives for ``out[s]`` (:class:`models.mlp_ensemble.MLPEnsemble` trains with them).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+
+def _member_targets(y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``y`` shaped to broadcast against ``shape`` = (S, B, ...): per member when it has
+    one value per entry (a shared ``y`` of a single member is the same), else shared."""
+    return y.reshape(shape) if y.size == math.prod(shape) else y.reshape(shape[1:])
 
 
 class MSE:
@@ -25,6 +38,19 @@ class MSE:
     def forward_backward(self, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         return self.forward(out, y), self.backward(out, y)
 
+    def forward_members(self, out: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Each member's loss: ``out`` of shape (S, B, K); returns shape (S,)."""
+        return self.forward_backward_members(out, y, need_grad=False)[0]
+
+    def forward_backward_members(self, out: np.ndarray, y: np.ndarray,
+                                 need_grad: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each member's loss, shape (S,), and d(sum of the losses)/d out, shape (S, B, K)
+        (member s's gradient is its own loss's: the members share nothing)."""
+        r = out - _member_targets(y, out.shape)  # (S, B, K)
+        flat = r.reshape(r.shape[0], -1)  # (S, B * K)
+        loss = np.vecdot(flat, flat) / out.shape[1]
+        return loss, ((2.0 / out.shape[1]) * r if need_grad else None)
+
 
 class SoftmaxCrossEntropy:
     """Cross-entropy of softmax(Z) against integer labels y, from the logits Z."""
@@ -34,8 +60,9 @@ class SoftmaxCrossEntropy:
 
     @staticmethod
     def log_softmax(Z: np.ndarray) -> np.ndarray:
-        shifted = Z - Z.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        """Over the last axis: the classes of (B, C) or of an ensemble's (S, B, C)."""
+        shifted = Z - Z.max(axis=-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
     def forward(self, Z: np.ndarray, y: np.ndarray) -> float:
         logp = self.log_softmax(Z)
@@ -55,6 +82,25 @@ class SoftmaxCrossEntropy:
         P = np.exp(logp)
         P[rows, y] -= 1.0
         P /= Z.shape[0]
+        return loss, P
+
+    def forward_members(self, Z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Each member's loss: logits ``Z`` of shape (S, B, C); returns shape (S,)."""
+        return self.forward_backward_members(Z, y, need_grad=False)[0]
+
+    def forward_backward_members(self, Z: np.ndarray, y: np.ndarray,
+                                 need_grad: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each member's loss, shape (S,), and d(sum of the losses)/d Z, shape (S, B, C)."""
+        S, B = Z.shape[:2]
+        labels = _member_targets(y, (S, B))  # (S, B) or (B,)
+        index = (np.arange(S)[:, None], np.arange(B), labels)  # broadcasts to (S, B)
+        logp = self.log_softmax(Z)
+        loss = -logp[index].mean(axis=1)  # (S,)
+        if not need_grad:
+            return loss, None
+        P = np.exp(logp)  # softmax, stable
+        P[index] -= 1.0
+        P /= B
         return loss, P
 
 

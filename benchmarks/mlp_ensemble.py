@@ -1,0 +1,108 @@
+"""36 MLP trials as one MLPEnsemble against 36 separate `train` runs, side by side.
+
+    .venv/bin/python benchmarks/mlp_ensemble.py [--repeats 3] [--epochs 20]
+
+The `fit-cubic` workload's MLP (sizes [1, 64, 64, 1], ReLU, MSE, batch size 32) on 800 rows
+of y = x^3 + N(0, 1) noise, x uniform on [-3, 3], standardised, and the targets centred as
+``qa fit`` does (pipeline/mlp/fit.py); the data is made here, so this depends on models/ only.
+Adam at 12 log-spaced rates in [1e-4, 10] x 3 seeds = 36 trials, trained (a) as one
+``MLPEnsemble`` by ``train_members`` and (b) one by one by ``train``, alternating, with one
+BLAS thread (as ``qa tune``'s workers run). Prints the best of ``--repeats`` for both in
+float32 (goal: speed-up >= 5x), then the largest difference of final weights between the two
+in one float64 run (they should agree to rounding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.ensemble_training import train_members  # noqa: E402
+from models.mlp import MLP  # noqa: E402
+from models.mlp_ensemble import MLPEnsemble  # noqa: E402
+from models.optimizers import make_optimizer  # noqa: E402
+from models.training import DivergenceError, TrainConfig, train  # noqa: E402
+
+SIZES = [1, 64, 64, 1]
+RATES = np.logspace(-4, 1, 12)
+SEEDS = [0, 1, 2]
+TRIALS = [(lr, s) for lr in RATES for s in SEEDS]  # member k is trial k
+
+
+def cubic_data(n: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(X of shape (n, 1), y of shape (n, 1)): x standardised, y = x^3 + noise centred."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3.0, 3.0, (n, 1))
+    y = x**3 + rng.standard_normal((n, 1))
+    return ((x - x.mean(0)) / x.std(0)).astype(dtype), (y - y.mean(0)).astype(dtype)
+
+
+def ensemble_run(X, y, cfg: TrainConfig, dtype) -> MLPEnsemble:
+    model = MLPEnsemble(SIZES, [s for _, s in TRIALS], activation="relu", loss="mse", dtype=dtype)
+    lrs = np.array([lr for lr, _ in TRIALS], dtype=dtype)[:, None]  # (S, 1): one per member
+    train_members(model, make_optimizer("adam", lr=lrs), X, y, cfg, [s for _, s in TRIALS])
+    return model
+
+
+def separate_runs(X, y, cfg: TrainConfig, dtype) -> list[MLP | None]:
+    """Each trial's final model, None for one that diverged."""
+    out = []
+    for lr, s in TRIALS:
+        model = MLP(SIZES, activation="relu", loss="mse", dtype=dtype, seed=s)
+        try:
+            train(model, make_optimizer("adam", lr=float(lr)), X, y,
+                  TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=s))
+        except DivergenceError:
+            model = None
+        out.append(model)
+    return out
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--rows", type=int, default=800)
+    args = ap.parse_args()
+    cfg = TrainConfig(epochs=args.epochs, batch_size=32)
+    with threadpool_limits(1):
+        X, y = cubic_data(args.rows, np.float32)
+        ens, sep = [], []
+        for _ in range(args.repeats):  # alternating, so machine drift hits both alike
+            ens.append(timed(lambda: ensemble_run(X, y, cfg, np.float32)))
+            sep.append(timed(lambda: separate_runs(X, y, cfg, np.float32)))
+        X64, y64 = cubic_data(args.rows, np.float64)
+        t = time.perf_counter()
+        joint = ensemble_run(X64, y64, cfg, np.float64)
+        t_joint = time.perf_counter() - t
+        t = time.perf_counter()
+        alone = separate_runs(X64, y64, cfg, np.float64)
+        t_alone = time.perf_counter() - t
+    diff = max(float(np.abs(joint.member(k).params[name] - m.params[name]).max())
+               for k, m in enumerate(alone) if m is not None for name in m.params)
+    n_div = sum(m is None for m in alone)
+    print(f"{len(TRIALS)} trials (adam, {len(RATES)} rates x {len(SEEDS)} seeds), MLP {SIZES}, "
+          f"{args.rows} rows, batch 32, {args.epochs} epochs, 1 BLAS thread")
+    print(f"  {'seconds':<22}{f'float32, best of {args.repeats}':>22}{'float64, 1 run':>16}")
+    print(f"  {'36 separate train()':<22}{min(sep):>22.2f}{t_alone:>16.2f}")
+    print(f"  {'one MLPEnsemble':<22}{min(ens):>22.2f}{t_joint:>16.2f}")
+    print(f"speed-up {min(sep) / min(ens):.1f}x in float32 (goal >= 5x); float64: max |final "
+          f"weight difference| {diff:.2e} over the {len(TRIALS) - n_div} trials that did not "
+          "diverge")
+
+if __name__ == "__main__":
+    main()
