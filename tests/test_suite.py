@@ -206,3 +206,19 @@ def test_noisy_quadratic_gradient_matches_finite_differences():
             assert grads["theta"][s, i] == pytest.approx(fd, rel=1e-6, abs=1e-8)
     assert np.all(np.linalg.eigvalsh(H) > 0)
     assert model.excess(params={"theta": np.zeros((1, 6))})[0] == 0.0  # the known optimum
+
+
+def test_the_readme_bring_your_own_optimizer_example_runs(runner, tmp_path):
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Bring your own optimizer"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) + 1 <= 15  # with the command: fifteen lines
+    (tmp_path / "signum.py").write_text(code, encoding="utf-8")
+    out = tmp_path / "s"
+    res = qa(runner, "suite", "--plugin", tmp_path / "signum.py", "-o", "signum,adam",
+             "-w", "quadratic", "--budget", "one-shot", "--final-seeds", "2", "--jobs", "1",
+             "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "signum" in json.loads((out / "suite.json").read_text())["score"]
