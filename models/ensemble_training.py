@@ -91,8 +91,8 @@ def _check_supported(model, optimizer: Optimizer, config: TrainConfig, seeds: li
     assert all(p.shape[0] == S for p in model.params.values()), "one member per seed"
     assert not optimizer.needs_loss_fn or np.shape(optimizer.lr) == (S, 1), \
         "a line search over S members needs one initial step per member: lr of shape (S, 1)"
-    assert config.patience is None and config.grad_clip is None and config.schedule is None, \
-        "early stopping, clipping and schedules: train() each member"
+    assert config.patience is None and config.grad_clip is None and config.schedule is None \
+        and config.shuffle, "early stopping, clipping, schedules, shuffle=False: train() each member"
 
 
 def train_members(

@@ -61,6 +61,7 @@ class TrainConfig:
     schedule: Schedule | None = None  # sets optimizer.lr at each epoch start
     explode_factor: float = 1e3  # warn when the grad norm grows this much over epoch 1
     train_eval_size: int | None = None  # evaluate train metrics on the first k rows only
+    shuffle: bool = True  # False: batches in the rows' order (sklearn's shuffle=False); train() only
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -228,10 +229,11 @@ def optimizer_step(optimizer: Optimizer, model, grads: Params, Xb: np.ndarray,
         optimizer.step(model.params, grads)
 
 
-def _epoch_order(rng, X, y, bs: int, buffers: list) -> tuple[np.ndarray, np.ndarray]:
+def _epoch_order(rng, X, y, bs: int, buffers: list,
+                 shuffle: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The epoch's rows: shuffled into reused buffers for mini-batches, as they are for one
-    full batch."""
-    if bs >= X.shape[0]:
+    full batch or without shuffling."""
+    if bs >= X.shape[0] or not shuffle:
         return X, y
     if not buffers:
         buffers += [np.empty_like(X), np.empty_like(y)]
@@ -291,8 +293,9 @@ def train(
         epoch += 1
         _scheduled_lr(config, optimizer, epoch, history, monitor)
         t0 = time.perf_counter()
-        updates, gsum = _epoch(model, optimizer, *_epoch_order(rng, X, y, bs, buffers), bs,
-                               config.grad_clip, epoch, updates, recorder, on_batch)
+        rows = _epoch_order(rng, X, y, bs, buffers, config.shuffle)
+        updates, gsum = _epoch(model, optimizer, *rows, bs, config.grad_clip, epoch, updates,
+                               recorder, on_batch)
         wall += time.perf_counter() - t0
         rec = log(epoch, wall, updates, gsum / math.ceil(n / bs))
         check_finite(rec["train_loss"], 0.0, epoch, updates)
