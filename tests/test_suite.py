@@ -95,6 +95,7 @@ def test_a_finished_suite_is_only_redrawn(runner, tmp_path, monkeypatch):
     out = tmp_path / "s"
     assert qa(runner, "suite", *QUICK, "-o", "adam", "--out", out).exit_code == 0
     before = (out / "trials.jsonl").read_text()
+    wall = json.loads((out / "suite.json").read_text())["_meta"]["wall_time_s"]
     (out / "profile.png").unlink()
 
     def no_work(*a, **k):
@@ -104,6 +105,7 @@ def test_a_finished_suite_is_only_redrawn(runner, tmp_path, monkeypatch):
     res = qa(runner, "suite", *QUICK, "-o", "adam", "--out", out)
     assert res.exit_code == 0, res.output
     assert (out / "trials.jsonl").read_text() == before and (out / "profile.png").exists()
+    assert json.loads((out / "suite.json").read_text())["_meta"]["wall_time_s"] == wall
 
 
 def test_kill_mid_suite_then_rerun_loses_and_duplicates_nothing(tmp_path):
@@ -146,7 +148,10 @@ def test_another_budget_needs_another_out_dir(runner, tmp_path):
     (["--budget", "0"], "--budget"),
     (["--final-seeds", "1"], "--final-seeds"),
     (["-o", "adamm"], "adam"),
-    (["-w", "mnist", "--data-dir", "nowhere"], "workload mnist: MNIST not found"),
+    (["-w", "mnist", "--data-dir", "nowhere"], "workload mnist: MNIST not found in nowhere; pass --data-dir"),
+    (["--lr-range", "1:0.1"], "runs backwards"),
+    (["--lr-range", "0:1"], "the low end of --lr-range must be a positive number"),
+    (["-w", "quadratic", "--scheduler", "tcp://127.0.0.1:1"], "127.0.0.1:1"),
 ])
 def test_bad_options_are_one_line_before_any_output(runner, tmp_path, args, needle):
     out = tmp_path / "s"
@@ -154,7 +159,7 @@ def test_bad_options_are_one_line_before_any_output(runner, tmp_path, args, need
              "--out", out)
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert needle in res.output.strip().splitlines()[-1], res.output
-    assert not (out / "trials.jsonl").exists()
+    assert not out.exists()  # nothing left behind
 
 
 def test_a_plugin_optimizer_joins_the_suite(runner, tmp_path):
@@ -222,3 +227,23 @@ def test_the_readme_bring_your_own_optimizer_example_runs(runner, tmp_path):
              "--out", out)
     assert res.exit_code == 0, res.output
     assert "signum" in json.loads((out / "suite.json").read_text())["score"]
+
+
+def test_a_diverged_final_seed_counts_as_the_worst_value():
+    from pipeline.suite.protocol import Problem, summarise_finals
+
+    problem = Problem(name="w", model={"kind": "quadratic"}, epochs=1, batch_size={}, default_lr={},
+                      hparams={}, target={"key": "eval_metric", "value": 0.9, "higher": True},
+                      metric_key="acc", higher_is_better=True)
+    ok = {"final_train_loss": 0.1, "final_train_acc": 1.0, "final_test_loss": 0.2,
+          "best_test_loss": 0.2, "best_test_acc": 0.9, "wall_time_s": 1.0, "updates_to_target": 5}
+    recs = [{**ok, "seed": 1, "final_test_acc": 0.9, "time_to_target_s": 1.0},
+            {**ok, "seed": 2, "final_test_acc": 0.8, "time_to_target_s": None},
+            {"seed": 3, "diverged": "loss is nan"}]
+    out = summarise_finals(problem, recs)
+    assert out["diverged"] == 1 and out["final_seeds"] == [1, 2, 3]
+    acc = out["final"]["final_test_acc"]
+    assert acc["median"] == 0.8 and acc["low"] == -np.inf  # the diverged seed is the worst
+    assert out["final"]["time_to_target_s"]["median"] == np.inf  # 2 of 3 never reached it
+    assert out["final"]["final_test_loss"]["high"] == np.inf
+    assert out["final"]["wall_time_s"]["n"] == 2  # not a score: left out

@@ -46,7 +46,7 @@ def test_a_workload_nobody_reaches_counts_against_everyone():
     times = {**TIMES, "w4": {"a": INF, "b": None, "c": INF}}  # None reads as never reached
     got = profiles.performance_profile(times, [1.0, 4.0])
     assert got == {"a": [2 / 4, 3 / 4], "b": [1 / 4, 2 / 4], "c": [0, 2 / 4]}  # exact quarters
-    assert profiles.score_from_times(times) == pytest.approx(
+    assert _point_scores(times) == pytest.approx(
         {n: s * 3 / 4 for n, s in SCORES.items()})
 
 
@@ -61,7 +61,7 @@ def test_score_of_a_known_step_profile():
 
 
 def test_score_is_the_exact_area_on_the_profile_grid():
-    assert profiles.score_from_times(TIMES) == pytest.approx(SCORES)
+    assert _point_scores(TIMES) == pytest.approx(SCORES)
     taus = profiles.profile_taus(TIMES, 4.0)
     assert {1.2, 2.0, 3.0} <= set(taus) and taus[0] == 1.0 and taus[-1] == 4.0
     prof = profiles.performance_profile(TIMES, taus)
@@ -79,7 +79,8 @@ def test_score_is_the_exact_area_on_the_profile_grid():
 def test_median_with_inf():
     med = profiles.median_with_inf
     assert med(np.array([1.0, 3.0])) == 2.0
-    assert med(np.array([1.0, 2.0, INF, INF])) == 2.0  # exactly half never: not inf
+    assert med(np.array([1.0, 2.0, 3.0, INF])) == 2.5
+    assert med(np.array([1.0, 2.0, INF, INF])) == INF  # the upper middle seed never reached it
     assert med(np.array([1.0, INF, INF])) == INF  # more than half never
     assert med(np.array([1.0, INF, INF, INF])) == INF
 
@@ -203,7 +204,7 @@ def hand_made_suite() -> dict:
              for w, v in workloads.items()}
     taus = profiles.profile_taus(times)
     score = {o: {"value": s, "ci": [max(0.0, s - 0.1), min(1.0, s + 0.1)]}
-             for o, s in profiles.score_from_times(times).items()}
+             for o, s in _point_scores(times).items()}
     return {"workloads": workloads, "tau_max": profiles.TAU_MAX,
             "profile": {"taus": taus, "fractions": profiles.performance_profile(times, taus)},
             "score": score}
@@ -253,3 +254,9 @@ def test_colours_stay_distinct_for_many_optimizers():
     got = figures.optimizer_colors(names)
     assert len(set(got.values())) == 16 and all(got[n] == COLORS[n] for n in COLORS)
     assert len(set(figures.optimizer_colors([f"p{i}" for i in range(40)]).values())) == 40
+
+
+def _point_scores(times: dict) -> dict:
+    """The score's point value from one time per cell (a one-seed cell's median is its time)."""
+    seeds = {w: {o: [t] for o, t in row.items()} for w, row in times.items()}
+    return {o: s["value"] for o, s in profiles.score_with_ci(seeds, n_boot=1).items()}

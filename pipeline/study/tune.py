@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import config
-from pipeline.core.errors import UserError, check_at_least, check_fraction, check_positive
+from pipeline.core.errors import UserError, check_at_least, check_fraction
 from pipeline.core.executors import check_scheduler_address
 from pipeline.core.files import atomic_write_json, read_json, stamp_key
 from pipeline.core.jsonl import check_journal_path
@@ -41,6 +41,7 @@ from pipeline.suite.protocol import (
     Budget,
     Problem,
     TrialLog,
+    check_lr_range,
     chosen_lr,
     finals,
     missing,
@@ -79,17 +80,7 @@ class TuneOptions:
             raise UserError(f"unknown optimizer {unknown[0]!r}; choose from "
                             f"{', '.join(config.STUDY_DEFAULTS)} or all")
         check_at_least("--budget", self.budget, 1)
-        lo, hi = self.lr_range
-        check_positive("the low end of --lr-range", lo)
-        check_positive("the high end of --lr-range", hi)
-        if not lo <= hi:
-            raise UserError(f"--lr-range {lo:g}:{hi:g} runs backwards; write LOW:HIGH")
-        f32 = np.finfo(np.float32)  # the trials train in float32: a rate beyond it is 0 or inf
-        tiny, big = float(f32.tiny), float(f32.max)
-        if lo < tiny or hi > big:
-            raise UserError(f"--lr-range {lo:g}:{hi:g} leaves float32, the precision the trials "
-                            f"train in ({tiny:.2g} to {big:.2g}); choose rates inside it, e.g. "
-                            f"{config.TUNE_LR_RANGE[0]:g}:{config.TUNE_LR_RANGE[1]:g}")
+        check_lr_range(*self.lr_range)
         if self.select not in SELECT:
             raise UserError(f"--select must be {' or '.join(SELECT)}, got {self.select!r}")
         check_at_least("--tune-seeds", self.tune_seeds, 1)
@@ -180,13 +171,11 @@ def tune(data: Path | None, opts: TuneOptions, out: Path | None = None,
 def _report_setup(ds: Dataset) -> dict:
     """The plotting library loaded (0.7 s of CPU) and the baselines (stored by `qa embed`),
     by a main process that otherwise only waits: started once a local worker has nothing
-    left to do, so that it takes no core from the trials."""
-    import matplotlib
+    left to do, so that it takes no core from the trials. Matplotlib's backend is left alone:
+    the report draws on its own Agg canvases."""
     from threadpoolctl import threadpool_limits
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot
-
+    import pipeline.study.drawing  # noqa: F401 - matplotlib's Figure and Agg canvas, loaded
     from pipeline.corpus.baselines import dataset_baselines
 
     with threadpool_limits(1):  # the cores belong to the workers

@@ -38,10 +38,12 @@ def optimizer_colors(names: list[str]) -> dict[str, str]:
     place among ``names`` without one; past 23 such names, every one of them takes an evenly
     spaced colour of 'turbo' instead (distinct still, though further from the fixed ones)."""
     import matplotlib as mpl
-    from matplotlib.colors import to_hex
+    from matplotlib.colors import to_hex, to_rgb
 
+    fixed = [np.array(to_rgb(c)) for c in COLORS.values()]
     spare = [to_hex(mpl.colormaps[cmap].colors[i]) for cmap, idx in _SPARE for i in idx]
-    spare = [c for c in spare if c not in COLORS.values()]
+    # not one a fixed colour is close to (tab20b's browns read as the line search's brown)
+    spare = [c for c in spare if min(np.linalg.norm(np.array(to_rgb(c)) - f) for f in fixed) > 0.2]
     others = [n for n in names if n not in COLORS]
     if len(others) > len(spare):  # a continuous map: still one colour each
         spare = [to_hex(mpl.colormaps["turbo"](x)) for x in np.linspace(0.05, 0.95, len(others))]
@@ -98,6 +100,7 @@ def profile_figure(suite: dict, path: Path) -> None:
         s = suite.get("score", {}).get(n, {})
         ci = s.get("ci") or [None, None]
         ax.step(x, y, where="post", color=colors[n], lw=width, zorder=2 + i,
+                ls=("-", "--", "-.", ":")[i % 4],  # equal profiles stay apart
                 label=f"{n}: {_fmt(s.get('value'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]")
     ax.axvline(tau_max, color="black", ls=":", lw=1.2,
                label=f"τ_max = {tau_max:g} (the score integrates up to here)")
@@ -228,7 +231,7 @@ def _focus(ax, wl: dict) -> bool:
         ax.set_yscale("log")
         lows = [min((float(v) for v in o.get("val_metric_per_lr") or [] if v is not None
                      and math.isfinite(float(v))), default=target) for o in wl["optimizers"].values()]
-        ceiling = 1e3 * max(max(lows), target)  # every optimizer's best rate, and 3 decades more
+        ceiling = 1e3 * max(max(lows), target, *_chosen_values(wl))  # and 3 decades more
         if vals.max() <= ceiling:
             return False
         ax.set_ylim(min(vals.min(), target) / 2, ceiling)
@@ -237,11 +240,25 @@ def _focus(ax, wl: dict) -> bool:
     span = max(best - target, 0.02 * max(abs(target), 1e-12))
     tops = [max((float(v) for v in o.get("val_metric_per_lr") or [] if v is not None
                  and math.isfinite(float(v))), default=best) for o in wl["optimizers"].values()]
-    floor = min(best - 6 * span, min(tops) - span)  # every optimizer's best rate stays in view
+    tops += _chosen_values(wl)
+    floor = min(best - 6 * span, min(tops) - span)  # every best and every chosen rate in view
     if vals.min() >= floor:
         return False
     ax.set_ylim(floor, best + span)
     return True
+
+
+def _chosen_values(wl: dict) -> list[float]:
+    """Each optimizer's validation metric at the rate it chose (where finite)."""
+    out = []
+    grid = [float(g) for g in wl["grid"]]
+    for o in wl["optimizers"].values():
+        vals = o.get("val_metric_per_lr") or []
+        at = [k for k, g in enumerate(grid) if o.get("lr") is not None
+              and math.isclose(g, float(o["lr"]), rel_tol=1e-9)]
+        if at and at[0] < len(vals) and vals[at[0]] is not None and math.isfinite(float(vals[at[0]])):
+            out.append(float(vals[at[0]]))
+    return out
 
 
 def _sensitivity_line(ax, grid: list[float], opt: dict, color: str, name: str) -> None:

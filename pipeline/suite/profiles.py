@@ -90,13 +90,6 @@ def profile_score(fractions: list[float], taus: list[float], tau_max: float = TA
     return area / (tau_max - 1.0)
 
 
-def score_from_times(times: dict, tau_max: float = TAU_MAX) -> dict[str, float]:
-    """The exact AlgoPerf score of every optimizer, straight from the ratios (no grid)."""
-    T, _, names = _time_matrix(times)
-    s = _scores(_ratios(T), tau_max)
-    return {n: float(s[j]) for j, n in enumerate(names)}
-
-
 def _check_tau_max(tau_max: float) -> None:
     if not (math.isfinite(tau_max) and tau_max > 1.0):
         raise ValueError(f"tau_max must be a finite number above 1, got {tau_max!r}")
@@ -138,16 +131,11 @@ def _scores(R: np.ndarray, tau_max: float) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ bootstrap
 def median_with_inf(x: np.ndarray) -> np.ndarray:
-    """Median along the last axis of times that may be inf: inf only when more than half are
-    inf. With an even count and exactly half inf the lower middle value is taken (the usual
-    mean of the two middles would be inf)."""
-    s = np.sort(x, axis=-1)
-    n = s.shape[-1]
-    if n % 2:
-        return s[..., n // 2]
-    lo, hi = s[..., n // 2 - 1], s[..., n // 2]
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isinf(hi), lo, (lo + hi) / 2)
+    """Median along the last axis of times that may be inf (never reached), with NumPy's rule,
+    the one every table of the suite uses (:func:`pipeline.suite.stats.bootstrap_ci`): with an
+    even count the mean of the two middle values, so inf as soon as the upper middle seed
+    never reached the target (half of them or more)."""
+    return np.median(x, axis=-1)
 
 
 def score_with_ci(seed_times: dict, tau_max: float = TAU_MAX, n_boot: int = config.TUNE_BOOTSTRAP,
@@ -155,7 +143,8 @@ def score_with_ci(seed_times: dict, tau_max: float = TAU_MAX, n_boot: int = conf
     """Each optimizer's AlgoPerf score (see the module docstring) and a bootstrap interval.
 
     seed_times : ``seed_times[workload][optimizer]`` = the final seeds' times to the target
-        (inf or None: never reached). A cell's time is ``median_with_inf`` of its seeds.
+        (inf or None: never reached). A cell's time is the median of its seeds
+        (:func:`median_with_inf`).
 
     The interval resamples the seeds of every (workload, optimizer) cell with replacement,
     independently, ``n_boot`` times; each resample's medians give ratios and scores, and the

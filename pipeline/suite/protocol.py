@@ -16,9 +16,9 @@ After DeepOBS, Crowded Valley and AlgoPerf (docs/references.md):
 A *task* is every (rate, seed) of one optimizer, phase and workload: the trials train as one
 vectorised ensemble (``TanhEnsemble``, ``MLPEnsemble``, ``NoisyQuadratic``) across rates and
 seeds, each member with its own rate; when a member diverges the ensemble is split in
-halves until the diverged members stand alone (the others' results are unchanged: members
-never interact). Tasks carry a small spec; the data goes to each worker once
-(:mod:`pipeline.core.executors`).
+halves until the diverged members stand alone (the others' metrics are unchanged: members
+never interact; their seconds become shares of the smaller ensemble's time). Tasks carry a
+small spec; the data goes to each worker once (:mod:`pipeline.core.executors`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from models.ensemble_training import train_members
 from models.optimizers import make_optimizer
 from models.training import DivergenceError, TrainConfig
 from pipeline.core import config
-from pipeline.core.errors import UserError
+from pipeline.core.errors import UserError, check_positive
 from pipeline.core.jsonl import append_jsonl, read_jsonl_numbered
 from pipeline.suite.stats import bootstrap_ci, choose_lr, directness, up_fraction
 
@@ -83,6 +83,21 @@ class Problem:
                 "metric_key": self.metric_key, "higher_is_better": self.higher_is_better,
                 "trajectory_points": self.trajectory_points if phase != "tune" else 0,
                 "plugins": list(self.plugins)}
+
+
+def check_lr_range(lo: float, hi: float) -> None:
+    """The grid's ends, as --lr-range gives them: positive, ascending, inside float32 (the
+    precision the trials train in: a rate beyond it is 0 or inf)."""
+    check_positive("the low end of --lr-range", lo)
+    check_positive("the high end of --lr-range", hi)
+    if not lo <= hi:
+        raise UserError(f"--lr-range {lo:g}:{hi:g} runs backwards; write LOW:HIGH")
+    f32 = np.finfo(np.float32)
+    tiny, big = float(f32.tiny), float(f32.max)
+    if lo < tiny or hi > big:
+        raise UserError(f"--lr-range {lo:g}:{hi:g} leaves float32, the precision the trials "
+                        f"train in ({tiny:.2g} to {big:.2g}); choose rates inside it, e.g. "
+                        f"{config.TUNE_LR_RANGE[0]:g}:{config.TUNE_LR_RANGE[1]:g}")
 
 
 # ------------------------------------------------------------------------------- trials
@@ -324,14 +339,38 @@ def metric_names(problem: Problem) -> tuple[str, ...]:
     return names + (("up_fraction", "directness") if problem.trajectory_points else ())
 
 
+def _worst(problem: Problem, name: str) -> float | None:
+    """What a diverged seed counts as in metric ``name``: never reaching the target (+inf),
+    the worst loss (+inf), the worst value of a higher-is-better metric (-inf); None for the
+    measures that are not scores (wall time, the trajectory's shape): left out."""
+    if name in ("wall_time_s", "up_fraction", "directness"):
+        return None
+    higher = name.endswith(f"_{problem.metric_key}") and problem.metric_key != "loss" \
+        and problem.higher_is_better
+    return -math.inf if higher else math.inf
+
+
 def summarise_finals(problem: Problem, records: list[dict]) -> dict:
-    """Median and bootstrap CI of every metric over the final seeds (a diverged run is left
-    out of the metrics and counted; a target never reached counts as +inf)."""
+    """Median and bootstrap CI of every metric over the final seeds, the one summary of final
+    runs (`qa tune`'s tuned.json, `qa suite`'s tables and profiles). A diverged seed counts as
+    the worst value (it never reached the target; its loss is +inf) and is counted; a target
+    never reached counts as +inf."""
     ok = [r for r in records if "diverged" not in r]
-    metrics = {m: bootstrap_ci([math.inf if r.get(m) is None else r[m] for r in ok])
-               for m in metric_names(problem)}
-    return {"final_seeds": [r["seed"] for r in records],
-            "diverged": len(records) - len(ok), "final": metrics}
+    n_div = len(records) - len(ok)
+    metrics = {}
+    for m in metric_names(problem):
+        worst = _worst(problem, m)
+        vals = [math.inf if r.get(m) is None else r[m] for r in ok]
+        metrics[m] = bootstrap_ci(vals + ([worst] * n_div if worst is not None else []))
+    return {"final_seeds": [r["seed"] for r in records], "diverged": n_div, "final": metrics}
+
+
+def seed_values(problem: Problem, records: list[dict], name: str) -> list[float]:
+    """Each final seed's value of metric ``name``, a diverged seed at its worst (as
+    :func:`summarise_finals` counts it)."""
+    worst = _worst(problem, name)
+    return [worst if "diverged" in r else (math.inf if r.get(name) is None else r[name])
+            for r in records if worst is not None or "diverged" not in r]
 
 
 # ---------------------------------------------------------------------------- scheduling

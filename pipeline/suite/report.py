@@ -11,7 +11,6 @@ built from those numbers.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,32 +18,30 @@ import numpy as np
 from pipeline.core import config
 from pipeline.core.files import atomic_write_text
 from pipeline.suite import profiles
-from pipeline.suite.protocol import Budget, TrialLog, chosen_lr, finals
-from pipeline.suite.stats import bootstrap_ci
+from pipeline.suite.protocol import Budget, TrialLog, chosen_lr, finals, seed_values, summarise_finals
 from pipeline.suite.workloads import Workload
 
 FIGURES = ("profile.png", "heatmap.png")  # and lr_<workload>.png per workload
 
 
-def _ci(values) -> dict:
-    """{"median", "ci": [low, high]}; +inf (never reached) and NaN (no run) become None."""
-    c = bootstrap_ci(values)
+def _ci(c: dict) -> dict:
+    """bootstrap_ci's summary as suite.json holds it: {"median", "ci": [low, high]}; an
+    infinity (never reached, diverged) becomes None."""
     return profiles.jsonable({"median": c["median"], "ci": [c["low"], c["high"]]})
 
 
 def _cell(problem, name: str, budget: Budget, trials: TrialLog, phase: str) -> dict:
-    """One (workload, optimizer) at its chosen (phase final) or default (oneshot) rate."""
+    """One (workload, optimizer) at its chosen (phase final) or default (oneshot) rate, from
+    the protocol's one summary of final runs (a diverged seed counts as the worst value)."""
     recs = finals(problem, name, budget, trials, phase)
-    mk = problem.metric_key
-    ok = [r for r in recs if "diverged" not in r]
-    times = [math.inf if r.get("time_to_target_s") is None else r["time_to_target_s"] for r in ok]
-    times += [math.inf] * (len(recs) - len(ok))  # a diverged seed never reaches the target
-    ups = [math.inf if r.get("updates_to_target") is None else r["updates_to_target"] for r in ok]
+    summary = summarise_finals(problem, recs)["final"]
+    times = seed_values(problem, recs, "time_to_target_s")
     return {"lr": recs[0]["lr"] if recs else None,
-            "final_metric": _ci([r[f"final_test_{mk}"] for r in ok]),
-            "time_to_target_s": _ci(times), "updates_to_target": _ci(ups),
+            "final_metric": _ci(summary[f"final_test_{problem.metric_key}"]),
+            "time_to_target_s": _ci(summary["time_to_target_s"]),
+            "updates_to_target": _ci(summary["updates_to_target"]),
             "reached": float(np.mean(np.isfinite(times))) if times else 0.0,
-            "diverged": len(recs) - len(ok), "seeds": len(recs), "_times": times}
+            "diverged": sum("diverged" in r for r in recs), "seeds": len(recs), "_times": times}
 
 
 def _val_per_lr(problem, name: str, budget: Budget, trials: TrialLog) -> list:

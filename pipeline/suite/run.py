@@ -27,8 +27,16 @@ from pipeline.core.errors import UserError, check_at_least
 from pipeline.core.executors import check_scheduler_address
 from pipeline.core.files import atomic_write_json, read_json, stamp_key
 from pipeline.core.locking import FileLock, lock_path_for
-from pipeline.core.ownership import claim_dir, remove_stale_temps
-from pipeline.suite.protocol import Budget, Problem, TrialLog, run_tasks, trials_left, unfinished_tasks
+from pipeline.core.ownership import check_replaceable, claim_dir, remove_stale_temps
+from pipeline.suite.protocol import (
+    Budget,
+    Problem,
+    TrialLog,
+    check_lr_range,
+    run_tasks,
+    trials_left,
+    unfinished_tasks,
+)
 from pipeline.suite.workloads import WORKLOADS, Workload, check_workloads
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,7 @@ class SuiteOptions:
     def validate(self) -> None:
         self.workloads = check_workloads(self.workloads)
         self.optimizers = suite_optimizers(self.optimizers)
+        check_lr_range(*self.lr_range)
         b = self.budget_of()
         if self.final_seeds is not None:
             check_at_least("--final-seeds", self.final_seeds, 2, " (a confidence interval needs two)")
@@ -94,7 +103,8 @@ def suite_optimizers(names) -> tuple[str, ...]:
 def problem_for(w: Workload, optimizers: tuple[str, ...]) -> Problem:
     """The protocol's view of a workload: its batch size for every optimizer but the
     full-batch methods (gd and linesearch, as the study runs them), the optimizers' own
-    default rates (torch.optim's) for one-shot, the target on the held-out metric."""
+    default rates (their classes': torch.optim's, and 0.1 for the SGD family) for one-shot,
+    the target on the held-out metric."""
     from models.optimizers import default_hparams
     from pipeline.core.plugins import plugin_files
 
@@ -116,56 +126,85 @@ def _task_seconds(w: Workload, spec: dict) -> float:
 
 # ---------------------------------------------------------------------------- the stage
 def suite(opts: SuiteOptions, out: Path | None = None, show_progress: bool = True) -> Path:
-    """Run `qa suite`; returns the output dir."""
+    """Run `qa suite`; returns the output dir.
+
+    Everything that can fail on the user's input (options, the workloads' data, the Dask
+    scheduler) is tried before the output dir is made, so a failure leaves nothing behind."""
     from pipeline.core.workers import default_jobs
 
     opts.validate()
     budget = opts.budget_of()
     out_dir = Path(out) if out is not None else config.SUITE_DIR / opts.budget_name()
+    workloads = [WORKLOADS[n] for n in opts.workloads]
+    cells = [(problem_for(w, opts.optimizers), o) for w in workloads for o in opts.optimizers]
     jobs = opts.jobs or default_jobs()
+    check_replaceable(out_dir, kind="suite")  # a folder of the user's is refused at once
     with FileLock(lock_path_for(out_dir), f"suite dir {out_dir}", command="qa suite"):
-        claim_dir(out_dir, "suite")
-        remove_stale_temps(out_dir)
-        workloads = [WORKLOADS[n] for n in opts.workloads]
-        _check_same_protocol(out_dir, budget, workloads)
+        protocol = _same_protocol(out_dir, budget, workloads)
         trials = TrialLog(out_dir / "trials.jsonl")
-        cells = [(problem_for(w, opts.optimizers), o) for w in workloads for o in opts.optimizers]
-        t0 = time.perf_counter()
-        _run(cells, budget, trials, opts, jobs, show_progress)
-        from pipeline.suite.report import summarise, write_report
-
-        summary = summarise(cells, budget, trials, workloads)
-        summary["_meta"] = {"budget": opts.budget_name(), "wall_time_s": round(time.perf_counter() - t0, 2),
-                            "jobs": jobs if not opts.scheduler else None}
-        atomic_write_json(out_dir / "suite.json", summary)
-        write_report(out_dir, summary)
+        todo = unfinished_tasks(cells, budget, trials)
+        runner = _runner(opts, workloads, todo, jobs, show_progress) if todo else None
+        try:
+            claim_dir(out_dir, "suite")
+            remove_stale_temps(out_dir)
+            _record_protocol(out_dir, protocol)
+            t0 = time.perf_counter()
+            if runner is not None:
+                _run(cells, budget, trials, runner, opts, jobs, show_progress)
+            _summarise(out_dir, cells, budget, trials, workloads, opts,
+                       time.perf_counter() - t0 if runner is not None else None)
+        finally:
+            if runner is not None:
+                runner.close()
     return out_dir
 
 
-def _run(cells, budget: Budget, trials: TrialLog, opts: SuiteOptions, jobs: int,
+def _runner(opts: SuiteOptions, workloads: list[Workload], todo: list, jobs: int,
+            show_progress: bool):
+    """The workloads' data, loaded, and the workers that get it (a Dask cluster connected)."""
+    from pipeline.core.executors import make_runner
+
+    data = {w.name: load_workload(w, opts, show_progress) for w in workloads}
+    return make_runner(opts.scheduler, min(jobs, len(todo) or 1), data)  # may fail in one line
+
+
+def _summarise(out_dir: Path, cells, budget: Budget, trials: TrialLog, workloads, opts,
+               seconds: float | None) -> None:
+    """suite.json, report.md and the figures; a rerun that ran nothing keeps the wall time of
+    the run that did."""
+    from pipeline.suite.report import summarise, write_report
+
+    summary = summarise(cells, budget, trials, workloads)
+    if seconds is None:
+        prev = out_dir / "suite.json"
+        old = read_json(prev, "delete it").get("_meta", {}) if prev.exists() else {}
+        seconds = old.get("wall_time_s")
+    summary["_meta"] = {"budget": opts.budget_name(),
+                        "wall_time_s": None if seconds is None else round(seconds, 2),
+                        "jobs": None if opts.scheduler else (opts.jobs or None)}
+    atomic_write_json(out_dir / "suite.json", summary)
+    write_report(out_dir, summary)
+
+
+def _run(cells, budget: Budget, trials: TrialLog, runner, opts: SuiteOptions, jobs: int,
          show_progress: bool) -> None:
     from tqdm import tqdm
-
-    from pipeline.core.executors import make_runner
 
     todo = unfinished_tasks(cells, budget, trials)
     if not todo:
         log.info("every trial is already in %s: redrawing", trials.path)
         return
-    names = list(dict.fromkeys(s["workload"] for s in todo))
-    data = {n: load_workload(WORKLOADS[n], opts, show_progress) for n in names}
     n_trials = trials_left(todo, budget)
     est = _estimate(cells, todo, budget, jobs if not opts.scheduler else None)
+    names = {s["workload"] for s in todo}
     msg = (f"suite: {len(names)} workload(s) x {len(opts.optimizers)} optimizer(s), "
            f"{n_trials:,} trials to run{est}")
     print(msg) if show_progress else log.info(msg)
-    runner = make_runner(opts.scheduler, min(jobs, len(todo)), data)  # may fail in one line
     bar = tqdm(total=n_trials, desc="suite", unit="trial", disable=not show_progress)
     try:
         run_tasks(cells, budget, trials, runner, bar, say=bar.write if show_progress else log.info)
     finally:
         bar.close()
-        runner.close()
 
 
 def _estimate(cells, todo: list[dict], budget: Budget, jobs: int | None) -> str:
@@ -192,24 +231,29 @@ def load_workload(w: Workload, opts: SuiteOptions, show_progress: bool) -> dict:
         raise UserError(f"workload {w.name}: {e}; or leave it out with --workloads") from None
 
 
-def _check_same_protocol(out_dir: Path, budget: Budget, workloads: list[Workload]) -> None:
-    """A rerun continues only the same budget and workload settings; a new workload or
-    optimizer may join. Anything else goes to a new --out (trials would mix)."""
+def _same_protocol(out_dir: Path, budget: Budget, workloads: list[Workload]) -> dict:
+    """The protocol to record in meta.json: this run's, merged with the workloads recorded
+    there. A rerun continues only the same budget and workload settings (new workloads and
+    optimizers may join); anything else is refused before any work, as trials would mix."""
     mine = {"grid": list(budget.grid), "tune_seeds": budget.tune_seeds,
             "final_seeds": budget.final_seeds}
     specs = {w.name: {"model": w.model, "epochs": w.epochs, "batch_size": w.batch_size,
                       "target": w.target} for w in workloads}
     meta = out_dir / "meta.json"
-    prev: dict = {}
-    if meta.exists():
-        prev = read_json(meta, "delete it, or pass --out NEW").get("protocol") or {}
-        old_w = prev.get("workloads") if isinstance(prev.get("workloads"), dict) else {}
-        diff = [k.replace("_", " ") for k in mine if prev.get(k) != mine[k]]
-        diff += [f"{n} settings" for n in specs if n in old_w and old_w[n] != specs[n]]
-        if diff and (out_dir / "trials.jsonl").exists():
-            raise UserError(f"{out_dir} holds trials of another protocol (different "
-                            f"{', '.join(diff)}); pass --out NEW for this one (or delete that dir)")
-        specs = {**old_w, **specs}
-    full = {**mine, "workloads": specs}
-    if full != prev:
-        atomic_write_json(meta, {"key": stamp_key(full), "protocol": full})
+    if not meta.is_file():
+        return {**mine, "workloads": specs}
+    prev = read_json(meta, "delete it, or pass --out NEW").get("protocol") or {}
+    old_w = prev.get("workloads") if isinstance(prev.get("workloads"), dict) else {}
+    diff = [k.replace("_", " ") for k in mine if prev.get(k) != mine[k]]
+    diff += [f"{n} settings" for n in specs if n in old_w and old_w[n] != specs[n]]
+    if diff and (out_dir / "trials.jsonl").exists():
+        raise UserError(f"{out_dir} holds trials of another protocol (different "
+                        f"{', '.join(diff)}); pass --out NEW for this one (or delete that dir)")
+    return {**mine, "workloads": {**old_w, **specs}}
+
+
+def _record_protocol(out_dir: Path, protocol: dict) -> None:
+    meta = out_dir / "meta.json"
+    prev = read_json(meta, "delete it, or pass --out NEW").get("protocol") if meta.is_file() else None
+    if protocol != prev:
+        atomic_write_json(meta, {"key": stamp_key(protocol), "protocol": protocol})

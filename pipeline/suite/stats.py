@@ -14,11 +14,12 @@ def bootstrap_ci(values, level: float = config.TUNE_CI_LEVEL, n_boot: int = conf
                  seed: int = 0) -> dict:
     """Median of ``values`` and its percentile-bootstrap confidence interval.
 
-    Non-finite values (runs that never reached a target, say) count as +inf, so a median or
-    bound that lands on them reads "never". Returns ``{"median", "low", "high", "n"}``.
+    NaN and +inf (runs that never reached a target, say) count as +inf, so a median or bound
+    that lands on them reads "never"; -inf (the worst value of a higher-is-better metric, a
+    diverged run's) stays -inf. Returns ``{"median", "low", "high", "n"}``.
     """
     v = np.asarray(values, dtype=float)
-    v = np.where(np.isfinite(v), v, np.inf)
+    v = np.where(np.isnan(v), np.inf, v)
     if v.size == 0:
         return {"median": math.nan, "low": math.nan, "high": math.nan, "n": 0}
     rng = np.random.default_rng(seed)
