@@ -151,7 +151,7 @@ def suite(opts: SuiteOptions, out: Path | None = None, show_progress: bool = Tru
             t0 = time.perf_counter()
             if runner is not None:
                 _run(cells, budget, trials, runner, opts, jobs, show_progress)
-            _summarise(out_dir, cells, budget, trials, workloads, opts,
+            _summarise(out_dir, cells, budget, trials, workloads, opts, jobs,
                        time.perf_counter() - t0 if runner is not None else None)
         finally:
             if runner is not None:
@@ -169,7 +169,7 @@ def _runner(opts: SuiteOptions, workloads: list[Workload], todo: list, jobs: int
 
 
 def _summarise(out_dir: Path, cells, budget: Budget, trials: TrialLog, workloads, opts,
-               seconds: float | None) -> None:
+               jobs: int, seconds: float | None) -> None:
     """suite.json, report.md and the figures; a rerun that ran nothing keeps the wall time of
     the run that did."""
     from pipeline.suite.report import summarise, write_report
@@ -181,7 +181,7 @@ def _summarise(out_dir: Path, cells, budget: Budget, trials: TrialLog, workloads
         seconds = old.get("wall_time_s")
     summary["_meta"] = {"budget": opts.budget_name(),
                         "wall_time_s": None if seconds is None else round(seconds, 2),
-                        "jobs": None if opts.scheduler else (opts.jobs or None)}
+                        "jobs": None if opts.scheduler else jobs}  # None: a Dask cluster
     atomic_write_json(out_dir / "suite.json", summary)
     write_report(out_dir, summary)
 
