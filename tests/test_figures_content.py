@@ -1,4 +1,5 @@
-"""What the figures show, read off the matplotlib Figure objects they save: curves against
+"""What the figures show, read off the matplotlib Figure objects the drawing functions return
+(or, for the commands that save them, the ones they save): curves against
 updates and time start at the first recorded epoch, the time axis has enough plain ticks,
 every optimizer's end marker stays visible where ends coincide, line-search steps are shown as
 a distribution per epoch, and curve.png labels its sizes only."""
@@ -6,7 +7,6 @@ a distribution per epoch, and curve.png labels its sizes only."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib
 
@@ -73,12 +73,11 @@ def _lines(ax, label: str):
 
 
 # ------------------------------------------------------------------------ curves
-def test_curves_against_updates_start_at_the_first_recorded_point(tmp_path, saved):
+def test_curves_against_updates_start_at_the_first_recorded_point():
     """sgd's first record after the initial state is at 160 updates: nothing may be drawn
     between 1 and 160 (the old figure drew a straight line and a min-max band there)."""
     runs = _runs({"gd": 1, "sgd": N_TRAIN})
-    curves_figure(runs, "updates", "updates", tmp_path / "u.png")
-    fig = saved["u.png"]
+    fig = curves_figure(runs, "updates", "updates")
     for ax in fig.axes:
         (gd,) = _lines(ax, "gd")
         (sgd,) = _lines(ax, "sgd")
@@ -88,9 +87,9 @@ def test_curves_against_updates_start_at_the_first_recorded_point(tmp_path, save
         assert starts == [1.0, float(N_TRAIN)]
 
 
-def test_curves_against_epochs_keep_the_initial_state(tmp_path, saved):
-    curves_figure(_runs({"gd": 1, "sgd": N_TRAIN}), "epoch", "epoch", tmp_path / "e.png")
-    (sgd,) = _lines(saved["e.png"].axes[0], "sgd")
+def test_curves_against_epochs_keep_the_initial_state():
+    fig = curves_figure(_runs({"gd": 1, "sgd": N_TRAIN}), "epoch", "epoch")
+    (sgd,) = _lines(fig.axes[0], "sgd")
     assert sgd.get_xdata()[0] == 0
 
 
@@ -101,12 +100,10 @@ def _tick_labels(axis) -> list[str]:
             if lo <= t.get_loc() <= hi and t.label1.get_visible() and t.label1.get_text()]
 
 
-def test_time_axis_has_readable_ticks(tmp_path, saved):
+def test_time_axis_has_readable_ticks():
     """Times from 2e-5 s to 0.06 s: at least five plainly labelled ticks (the old symlog axis
     had three: 0, 10^-2, 10^0)."""
-    curves_figure(_runs({"gd": 1, "sgd": N_TRAIN}), "wall_time_s", "wall-clock time (s)",
-                  tmp_path / "t.png")
-    fig = saved["t.png"]
+    fig = curves_figure(_runs({"gd": 1, "sgd": N_TRAIN}), "wall_time_s", "wall-clock time (s)")
     fig.canvas.draw()
     labels = _tick_labels(fig.axes[2].xaxis)
     assert len(labels) >= 5, labels
@@ -134,10 +131,9 @@ NAMES = ["gd", "sgd", "adam", "momentum", "rmsprop", "linesearch"]
 
 
 @pytest.mark.slow
-def test_tsne_shows_every_end_where_ends_coincide(tmp_path, saved):
+def test_tsne_shows_every_end_where_ends_coincide():
     runs = _runs({n: 1 for n in NAMES}, seeds=1)
-    tsne_figure(runs, tmp_path / "tsne.png", budget=60)
-    fig = saved["tsne.png"]
+    fig = tsne_figure(runs, budget=60)
     ax = fig.axes[0]
     # every optimizer's path ends at the same embedded point: its last line vertex
     (end,) = {tuple(np.round(ln.get_xydata()[-1], 6)) for ln in ax.get_lines()
@@ -146,13 +142,12 @@ def test_tsne_shows_every_end_where_ends_coincide(tmp_path, saved):
     assert min(seen.values()) >= 4, seen
 
 
-def test_landscape_shows_every_end_where_ends_coincide(tmp_path, saved):
+def test_landscape_shows_every_end_where_ends_coincide():
     runs = _runs({n: 1 for n in NAMES}, seeds=1, d=6)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 6))
     y = np.where(rng.random(40) < 0.5, -1.0, 1.0)
-    landscape_figure(runs, X, y, tmp_path / "ls.png")
-    fig = saved["ls.png"]
+    fig = landscape_figure(runs, X, y)
     seen = _visible_colors(fig, fig.axes[0], (0.0, 0.0), NAMES)  # origin: the shared end
     assert min(seen.values()) >= 4, seen
 
@@ -165,7 +160,7 @@ class _Trials:
         return [r for r in self.rows if r["optimizer"] == name and r["phase"] == phase]
 
 
-def test_sensitivity_shows_every_chosen_rate_where_they_coincide(tmp_path, saved):
+def test_sensitivity_shows_every_chosen_rate_where_they_coincide():
     """Three optimizers with the same curve choose the same rate at the same loss."""
     from pipeline.study.tune_report import sensitivity_figure
 
@@ -175,9 +170,7 @@ def test_sensitivity_shows_every_chosen_rate_where_they_coincide(tmp_path, saved
     rows = [{"optimizer": n, "phase": "tune", "lr": lr, "seed": s, "final_val_loss": m + 0.01 * s}
             for n in names for lr, m in zip(grid, med, strict=True) for s in range(2)]
     tuned = {n: {"grid": grid, "median_loss_per_lr": med, "chosen_lr": 1e-1} for n in names}
-    sensitivity_figure(tmp_path / "sens.png", names, _Trials(rows), tuned,
-                       SimpleNamespace(select="val"))
-    fig = saved["sens.png"]
+    fig = sensitivity_figure(names, _Trials(rows), tuned, "val")
     seen = _visible_colors(fig, fig.axes[0], (1e-1, 0.3), names)
     assert min(seen.values()) >= 4, seen
 

@@ -222,12 +222,13 @@ def embed_cmd(embedder, input_csv, out, features, test_size, seed, batch_size, d
       qa embed --features interaction
       qa embed --embedder ./my-local-model --query-prompt "query: " --passage-prompt "passage: "
     """
-    from pipeline.corpus.embed import EmbedOptions, embed_stage
+    from pipeline.api import embed
 
-    opts = EmbedOptions(embedder=embedder, features=features, test_size=test_size, seed=seed,
-                        batch_size=batch_size, device=device, query_prompt=query_prompt,
-                        passage_prompt=passage_prompt)
-    click.echo(f"processed: {embed_stage(input_csv, opts, out, show_progress=not _quiet())}")
+    data = embed(input_csv, embedder, features=features, test_size=test_size, seed=seed,
+                 batch_size=batch_size, device=device, query_prompt=query_prompt,
+                 passage_prompt=passage_prompt, out=out, cache=config.EMBED_CACHE_DIR,
+                 latest=True, progress=not _quiet())
+    click.echo(f"processed: {data.path}")
 
 
 @main.command("train")
@@ -252,11 +253,13 @@ def train_cmd(data, optimizers, seeds, epochs, lrs, batches, trajectory_points, 
       qa train -o sgd,adam --lr adam=0.005 --batch-size sgd=8
       qa train --plugin examples/lion.py -o lion,adam     # your own optimizer
     """
-    from pipeline.study.train import run_study
+    from pipeline.api import train
 
     study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
-    run_dir = run_study(data, study, out, show_progress=not _quiet())
-    click.echo(f"results: {run_dir / 'summary.json'}")
+    run = train(data, study.optimizers, seeds=study.seeds, epochs=study.epochs, lr=study.lr,
+                batch_size=study.batch_size, trajectory_points=study.trajectory_points,
+                jobs=study.jobs, out=out, latest=True, progress=not _quiet())
+    click.echo(f"results: {run.path / 'summary.json'}")
 
 
 def _figure_list() -> str:
@@ -281,9 +284,9 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
     \b
     {figures}
     """
-    from pipeline.study.visualize import VisualizeOptions, visualize
+    from pipeline.api import write_report
 
-    report = visualize(run_dir, VisualizeOptions(threshold, tsne_points), data)
+    report = write_report(run_dir, threshold=threshold, tsne_points=tsne_points, data=data)
     click.echo(f"report: {report}")
 
 
@@ -393,17 +396,17 @@ def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs
       qa tune --plugin examples/lion.py -o lion,adam
       qa tune --scheduler tcp://10.0.0.5:8786      # a Dask cluster runs the trials
     """
-    from pipeline.study.tune import TuneOptions, tune
+    from pipeline.api import tune
 
     names = expand_all(optimizers)
-    opts = TuneOptions(optimizers=names, budget=budget, lr_range=_lr_range(lr_range),
-                       tune_seeds=tune_seeds, final_seeds=final_seeds, epochs=epochs,
-                       val_fraction=val_fraction, target_loss=target_loss,
-                       batch_size=parse_per_optimizer(batches, parse_batch_size, "--batch-size",
-                                                      names),
-                       select=select, scheduler=scheduler, jobs=jobs)
-    out_dir = tune(data, opts, out, show_progress=not _quiet())
-    click.echo(f"report: {out_dir / 'report.md'}")
+    tuning = tune(data, names, budget=budget, lr_range=_lr_range(lr_range),
+                  tune_seeds=tune_seeds, final_seeds=final_seeds, epochs=epochs,
+                  val_fraction=val_fraction, target_loss=target_loss,
+                  batch_size=parse_per_optimizer(batches, parse_batch_size, "--batch-size",
+                                                 names),
+                  select=select, scheduler=scheduler, jobs=jobs, out=out,
+                  progress=not _quiet())
+    click.echo(f"report: {tuning.path / 'report.md'}")
 
 
 @main.group("import")

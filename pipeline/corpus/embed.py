@@ -117,10 +117,12 @@ def model_slug(embedder: str) -> str:
 
 
 def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = None,
-                show_progress: bool = True, latest: bool = True) -> Path:
+                show_progress: bool = True, latest: bool = True,
+                cache_dir: Path | None = None) -> Path:
     """Run `qa embed`; returns the processed dir (reused untouched when up to date).
     ``latest``: point data/processed/LATEST at it (what `qa train` reads by default); the
-    suite's own data leaves the user's LATEST alone."""
+    suite's own data leaves the user's LATEST alone. ``cache_dir``: where the per-text
+    vectors are cached (default ``config.EMBED_CACHE_DIR``)."""
     opts.validate()
     src = resolve_input(input_csv)
     qp, pp = resolve_prompts(opts)
@@ -139,7 +141,8 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
     df = bound_texts(read_pairs(src), src)
 
     questions, answers = df["question"].tolist(), df["answer"].tolist()
-    Q, A, n_new, embed_s = embed_pairs(questions, answers, opts, qp, pp, show_progress)
+    Q, A, n_new, embed_s = embed_pairs(questions, answers, opts, qp, pp, show_progress,
+                                       cache_dir)
     X = build_features(Q, A, opts.features).astype(np.float32)
     y = df["label"].to_numpy().astype(np.int8)
     test = grouped_split(questions, y, opts.test_size, opts.seed)
@@ -164,16 +167,18 @@ def embed_stage(input_csv: Path | None, opts: EmbedOptions, out: Path | None = N
 
 
 def embed_pairs(questions: list[str], answers: list[str], opts: EmbedOptions, qp: str, pp: str,
-                show_progress: bool = True) -> tuple[np.ndarray, np.ndarray, int, float]:
+                show_progress: bool = True,
+                cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, int, float]:
     """(Q, A, texts newly embedded, seconds): one normalised row per question and answer.
 
-    Each distinct text is embedded once, and only if the text cache lacks it (the model is
-    loaded only then); new vectors are merged into the cache.
+    Each distinct text is embedded once, and only if the text cache (in ``cache_dir``,
+    default ``config.EMBED_CACHE_DIR``) lacks it (the model is loaded only then); new vectors
+    are merged into the cache.
     """
     t0 = time.perf_counter()
     if not questions:
         raise UserError("there are no texts to embed")
-    cache = TextCache(config.EMBED_CACHE_DIR, opts.embedder)
+    cache = TextCache(config.EMBED_CACHE_DIR if cache_dir is None else cache_dir, opts.embedder)
     embedder: Embedder | None = None
     vectors: dict[str, np.ndarray] = {}
     n_new = 0

@@ -150,8 +150,11 @@ def run_study(
     out: Path | None = None,
     skip_up_to_date: bool = False,
     show_progress: bool = True,
+    latest: bool = True,
 ) -> Path:
-    """Train every optimizer of ``study`` over its seeds; returns the run dir."""
+    """Train every optimizer of ``study`` over its seeds; returns the run dir. ``latest``:
+    point output/runs/LATEST at it (what `qa visualize` reads by default), as `qa train`
+    does; the Python API leaves it alone unless the run dir is the default one."""
     study.validate()
     data_dir = resolve_data_dir(data)
     ds = load_processed(data_dir)
@@ -174,7 +177,8 @@ def run_study(
         _train_and_land(todo, study, ds, run_dir, fingerprint, show_progress)
     with run_lock(run_dir):
         write_summary(run_dir, _summary_extra(ds, fingerprint))
-    write_latest(config.RUNS_DIR, run_dir)
+    if latest:
+        write_latest(config.RUNS_DIR, run_dir)
     return run_dir
 
 

@@ -1,16 +1,27 @@
 """Figures and report.md of `qa tune`: learning-rate sensitivity, the final runs' curves, a
-paired comparison against the best optimizer, and the original study's claims measured."""
+paired comparison against the best optimizer, and the original study's claims measured.
+
+The figures are a registry, :data:`TUNE_FIGURES`, of functions that return a matplotlib Figure
+(no pyplot, no backend switch: :mod:`pipeline.study.drawing`); :func:`write_report` saves them
+and ``pipeline.api.figure`` draws them by name."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.core.files import atomic_write_text
 from pipeline.core.plotting import COLORS, save_png
+from pipeline.study.visualize import FigureSpec
 from pipeline.suite.stats import bootstrap_ci
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CLAIMS = {  # the original study's table, in its words
     "gd": "slow, very stable",
@@ -20,34 +31,54 @@ CLAIMS = {  # the original study's table, in its words
 
 
 def write_report(out_dir: Path, opts, trials, tuned: dict) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    names = [n for n in opts.optimizers if n in tuned]
-    finals = {n: sorted((r for r in trials.of(n, "final")
-                         if r["lr"] == tuned[n]["chosen_lr"] and "diverged" not in r),
-                        key=lambda r: r["seed"]) for n in names}
-    sensitivity_figure(out_dir / "tune_sensitivity.png", names, trials, tuned, opts)
-    curves_figure(out_dir / "tune_curves.png", names, finals)
-    paired = paired_differences(names, finals)
-    paired_figure(out_dir / "tune_paired.png", paired)
-    text = _report(out_dir, opts, names, tuned, paired)
+    """The figures and report.md of a tune dir; returns the report's path."""
+    d = TuneFigureData([n for n in opts.optimizers if n in tuned], trials, tuned, opts.select)
+    for file, spec in TUNE_FIGURES.items():
+        save_png(spec.draw(d), out_dir / file)
+    text = _report(out_dir, opts, d.names, tuned, d.paired)
     atomic_write_text(out_dir / "report.md", text)
     return out_dir / "report.md"
 
 
+def final_runs(names, trials, tuned: dict) -> dict[str, list[dict]]:
+    """Per optimizer, its finished final runs at the chosen rate, by seed."""
+    return {n: sorted((r for r in trials.of(n, "final")
+                       if r["lr"] == tuned[n]["chosen_lr"] and "diverged" not in r),
+                      key=lambda r: r["seed"]) for n in names}
+
+
+@dataclass
+class TuneFigureData:
+    """What every figure of a tune dir is drawn from."""
+
+    names: list[str]  # the tuned optimizers, in the report's order
+    trials: object  # a TrialLog (``of(name, phase)``), the tuning and final trials
+    tuned: dict  # tuned.json
+    select: str  # val | train: the loss the rates were chosen by
+
+    @cached_property
+    def finals(self) -> dict[str, list[dict]]:
+        return final_runs(self.names, self.trials, self.tuned)
+
+    @cached_property
+    def paired(self) -> dict:
+        return paired_differences(self.names, self.finals)
+
+
 # ------------------------------------------------------------------------------ figures
-def sensitivity_figure(path: Path, names, trials, tuned, opts) -> None:
-    import matplotlib.pyplot as plt
-
+def sensitivity_figure(names, trials, tuned, select: str) -> Figure:
+    """Final loss against the learning rate per optimizer (median and min-max over the tuning
+    seeds), the chosen rate marked; the loss is the one ``select`` chose by."""
     from pipeline.core.plotting import color_map, draw_end_markers, end_marker_handles
+    from pipeline.study.drawing import new_figure
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = new_figure(figsize=(8, 5))
+    ax = fig.subplots()
     colors = color_map(list(names))
     chosen = []
     for n in names:
         grid = tuned[n]["grid"]
-        key = "final_val_loss" if opts.select == "val" else "final_train_loss"
+        key = "final_val_loss" if select == "val" else "final_train_loss"
         vals = [[r.get(key, math.inf) for r in trials.of(n, "tune") if r["lr"] == lr]
                 for lr in grid]
         lo = [np.min(v) if v else np.nan for v in vals]
@@ -62,13 +93,12 @@ def sensitivity_figure(path: Path, names, trials, tuned, opts) -> None:
     draw_end_markers(ax, chosen, list(names), colors)
     _log_x(ax)
     ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"final {'validation' if opts.select == 'val' else 'training'} loss "
+    ax.set_ylabel(f"final {'validation' if select == 'val' else 'training'} loss "
                   "(median, band: min-max over tuning seeds)")
     ax.set_title("Learning-rate sensitivity (hollow marker: the chosen rate)")
     ax.grid(alpha=0.3)
     ax.legend(handles=end_marker_handles(list(names), colors.get), fontsize=8)
-    save_png(fig, path)
-    plt.close(fig)
+    return fig
 
 
 def _log_x(ax) -> None:
@@ -80,12 +110,13 @@ def _log_x(ax) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def curves_figure(path: Path, names, finals) -> None:
+def curves_figure(names, finals) -> Figure:
     """Training and test loss of the final runs against updates and wall time: median and
     interquartile band over the final seeds."""
-    import matplotlib.pyplot as plt
+    from pipeline.study.drawing import new_figure
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), layout="constrained")
+    fig = new_figure(figsize=(12, 8), layout="constrained")
+    axes = fig.subplots(2, 2)
     for n in names:
         runs = finals[n]
         if not runs:
@@ -109,15 +140,16 @@ def curves_figure(path: Path, names, finals) -> None:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Final runs at the chosen learning rates, from epoch 1: median and "
                  "interquartile band")
-    save_png(fig, path)
-    plt.close(fig)
+    return fig
 
 
-def paired_figure(path: Path, paired: dict) -> None:
-    import matplotlib.pyplot as plt
+def paired_figure(paired: dict) -> Figure:
+    """Each optimizer's test accuracy minus the best one's, seed by seed: median and 95% CI."""
+    from pipeline.study.drawing import new_figure
 
     rows = [(n, d) for n, d in paired["diffs"].items()]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
+    fig = new_figure(figsize=(7, 0.5 * len(rows) + 1.5))
+    ax = fig.subplots()
     for i, (n, d) in enumerate(rows):
         ci = d["test_acc"]
         ax.errorbar(ci["median"], i, xerr=[[ci["median"] - ci["low"]], [ci["high"] - ci["median"]]],
@@ -127,8 +159,22 @@ def paired_figure(path: Path, paired: dict) -> None:
     ax.set_xlabel(f"test accuracy minus {paired['best']}'s, same seed (median, 95% CI)")
     ax.set_title("Paired comparison with the best optimizer")
     ax.grid(alpha=0.3, axis="x")
-    save_png(fig, path)
-    plt.close(fig)
+    return fig
+
+
+# The figures `qa tune` writes, in order, by file name (`pipeline.api.figure` draws them by
+# name, without the ".png").
+TUNE_FIGURES: dict[str, FigureSpec] = {
+    "tune_sensitivity.png": FigureSpec(
+        "final loss against the learning rate, the chosen rate marked",
+        lambda d: sensitivity_figure(d.names, d.trials, d.tuned, d.select)),
+    "tune_curves.png": FigureSpec(
+        "training and test loss of the final runs against updates and wall time",
+        lambda d: curves_figure(d.names, d.finals)),
+    "tune_paired.png": FigureSpec(
+        "test accuracy minus the best optimizer's, same seeds, with 95% CIs",
+        lambda d: paired_figure(d.paired)),
+}
 
 
 # ------------------------------------------------------------------------------ numbers

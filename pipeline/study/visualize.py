@@ -7,6 +7,10 @@ Figures (written into the run dir):
   components of ``w_i - w_final``, over training-loss contours (Li et al. 2018);
 * ``curves_epochs.png``, ``curves_updates.png``, ``curves_time.png``: loss and accuracy
   (train and test) against epochs, updates and wall-clock time, mean and min-max band over seeds.
+
+Each figure function returns a matplotlib Figure (made by :func:`pipeline.study.drawing.new_figure`:
+no pyplot, no backend switch); :func:`visualize` saves them, and ``pipeline.api.figure`` hands
+them to the caller.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +47,9 @@ from pipeline.study.rundir import (
     resolve_run_dir,
     run_lock,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +95,13 @@ def subsample(n: int, k: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max(k, 2))).astype(int))
 
 
-def tsne_figure(runs: list[Run], path: Path, budget: int = config.TSNE_POINTS) -> None:
-    import matplotlib.pyplot as plt
+def tsne_figure(runs: list[Run], budget: int = config.TSNE_POINTS) -> Figure:
+    """Every run's weight trajectory (at most ``budget`` points in all), embedded jointly."""
     from matplotlib.lines import Line2D
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+
+    from pipeline.study.drawing import new_figure
 
     per_run = max(2, budget // len(runs))
     parts, owners = [], []
@@ -107,7 +117,8 @@ def tsne_figure(runs: list[Run], path: Path, budget: int = config.TSNE_POINTS) -
     init = "pca" if Z.shape[1] >= 2 and len(P) > 2 else "random"  # tiny runs: no PCA init
     emb = TSNE(n_components=2, perplexity=min(perplexity, len(P) - 1.0), init=init,
                random_state=0).fit_transform(Z)
-    fig, ax = plt.subplots(figsize=(8, 6.5))
+    fig = new_figure(figsize=(8, 6.5))
+    ax = fig.subplots()
     names = _optimizers(runs)
     colors = color_map(names)
     for i, r in enumerate(runs):
@@ -123,8 +134,7 @@ def tsne_figure(runs: list[Run], path: Path, budget: int = config.TSNE_POINTS) -
     ax.set_ylabel("t-SNE 2")
     ax.legend(handles=handles, loc="best", fontsize=8, ncol=2,
               title="hollow: where each run ends", title_fontsize=8)
-    save_png(fig, path)
-    plt.close(fig)
+    return fig
 
 
 # ------------------------------------------------------------------------- landscape
@@ -175,18 +185,35 @@ def landscape(points: np.ndarray, ref: np.ndarray, X: np.ndarray, y: np.ndarray,
     return alphas, betas, Z, proj, ratio, (d1, d2)
 
 
-def landscape_figure(runs: list[Run], X: np.ndarray, y: np.ndarray, path: Path) -> dict:
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
+def _landscape_runs(runs: list[Run]) -> tuple[int, list[Run], Run]:
+    """(seed, its runs, the reference run): the lowest seed, and its run with the lowest final
+    training loss, whose final weights are the plane's origin."""
     seed = min(r.seed for r in runs)
     chosen = [r for r in runs if r.seed == seed]
-    # reference: final weights of the run with the lowest final training loss
-    best = min(chosen, key=lambda r: r.history["train_loss"][-1])
+    return seed, chosen, min(chosen, key=lambda r: r.history["train_loss"][-1])
+
+
+def landscape_facts(runs: list[Run]) -> dict:
+    """What the report says of the landscape figure: its seed, reference and the variance
+    each of the plane's two directions explains."""
+    seed, chosen, best = _landscape_runs(runs)
+    pts = np.vstack([r.weights.astype(np.float64) for r in chosen])  # (K, D)
+    ratio = pca_plane(pts - best.weights[-1].astype(np.float64))[1]
+    return {"seed": seed, "reference": best.optimizer, "explained_variance": ratio.tolist()}
+
+
+def landscape_figure(runs: list[Run], X: np.ndarray, y: np.ndarray) -> Figure:
+    """The training loss (on ``X``, ``y``) over the PCA plane of one seed's trajectories."""
+    from matplotlib.lines import Line2D
+
+    from pipeline.study.drawing import new_figure
+
+    seed, chosen, best = _landscape_runs(runs)
     ref = best.weights[-1].astype(np.float64)
     pts = np.vstack([r.weights.astype(np.float64) for r in chosen])
     alphas, betas, Z, proj, ratio, _ = landscape(pts, ref, X, y)
-    fig, ax = plt.subplots(figsize=(8, 6.5))
+    fig = new_figure(figsize=(8, 6.5))
+    ax = fig.subplots()
     levels = np.quantile(Z, np.linspace(0, 1, 25))
     cs = ax.contourf(alphas, betas, Z, levels=np.unique(levels), cmap="viridis", alpha=0.85)
     fig.colorbar(cs, ax=ax, label="training loss (MSE)")
@@ -206,9 +233,7 @@ def landscape_figure(runs: list[Run], X: np.ndarray, y: np.ndarray, path: Path) 
     ax.set_title(f"Loss landscape on the PCA plane of the trajectories (seed {seed}; "
                  f"origin = final {best.optimizer} weights)", fontsize=10)
     ax.legend(handles=handles, loc="best", fontsize=8)
-    save_png(fig, path)
-    plt.close(fig)
-    return {"seed": seed, "reference": best.optimizer, "explained_variance": ratio.tolist()}
+    return fig
 
 
 # ---------------------------------------------------------------------------- curves
@@ -252,13 +277,14 @@ def readable_log_ticks(ax, lo: float, hi: float) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def curves_figure(runs: list[Run], xkey: str, xlabel: str, path: Path,
-                  baselines: dict | None = None) -> dict:
-    """Loss and accuracy against ``xkey``; returns what each panel plots:
-    {(panel, optimizer): (x, mean, min, max)}."""
-    import matplotlib.pyplot as plt
+def curves_figure(runs: list[Run], xkey: str, xlabel: str,
+                  baselines: dict | None = None) -> Figure:
+    """Loss and accuracy against ``xkey`` (a history column), mean and min-max band over the
+    seeds; the test-accuracy panel also draws the ``baselines`` when given."""
+    from pipeline.study.drawing import new_figure
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
+    fig = new_figure(figsize=(12, 8))
+    axes = fig.subplots(2, 2, sharex=True)
     panels = [("train_loss", "train loss (MSE)"), ("test_loss", "test loss (MSE)"),
               ("train_acc", "train accuracy"), ("test_acc", "test accuracy")]
     names = _optimizers(runs)
@@ -293,9 +319,7 @@ def curves_figure(runs: list[Run], xkey: str, xlabel: str, path: Path,
     fig.suptitle(f"Loss and accuracy against {xlabel} (line: mean over seeds, band: min-max"
                  f"{since})")
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    save_png(fig, path)
-    plt.close(fig)
-    return drawn
+    return fig
 
 
 # ----------------------------------------------------------------------------- table
@@ -539,47 +563,48 @@ class FigureData:
 
 
 @dataclass(frozen=True)
-class Figure:
-    what: str  # one line for `qa visualize --help`
-    draw: Callable[[FigureData, Path], dict | None]  # writes the PNG; may return facts for the report
+class FigureSpec:
+    what: str  # one line for `qa visualize --help` and the API's docs
+    draw: Callable[[FigureData], Figure]  # returns the figure; the caller saves or shows it
 
 
 # The figures `qa visualize` draws, in order, by file name: a new figure is one function and one
-# @register_figure line (`qa run` checks them for being up to date, the help lists them).
-FIGURES: dict[str, Figure] = {}
+# @register_figure line (`qa run` checks them for being up to date, the help lists them, and
+# `pipeline.api.figure` draws them by name, without the ".png").
+FIGURES: dict[str, FigureSpec] = {}
 
 
 def register_figure(file: str, what: str):
-    def register(draw: Callable[[FigureData, Path], dict | None]):
-        FIGURES[file] = Figure(what, draw)
+    def register(draw: Callable[[FigureData], Figure]):
+        FIGURES[file] = FigureSpec(what, draw)
         return draw
 
     return register
 
 
 @register_figure("curves_epochs.png", "loss and accuracy against epochs")
-def _curves_epochs(d: FigureData, path: Path) -> None:
-    curves_figure(d.runs, "epoch", "epoch", path, d.baselines)
+def _curves_epochs(d: FigureData) -> Figure:
+    return curves_figure(d.runs, "epoch", "epoch", d.baselines)
 
 
 @register_figure("curves_updates.png", "loss and accuracy against updates")
-def _curves_updates(d: FigureData, path: Path) -> None:
-    curves_figure(d.runs, "updates", "updates", path, d.baselines)
+def _curves_updates(d: FigureData) -> Figure:
+    return curves_figure(d.runs, "updates", "updates", d.baselines)
 
 
 @register_figure("curves_time.png", "loss and accuracy against wall-clock time")
-def _curves_time(d: FigureData, path: Path) -> None:
-    curves_figure(d.runs, "wall_time_s", "wall-clock time (s)", path, d.baselines)
+def _curves_time(d: FigureData) -> Figure:
+    return curves_figure(d.runs, "wall_time_s", "wall-clock time (s)", d.baselines)
 
 
 @register_figure("trajectories_tsne.png", "t-SNE of the weight trajectories")
-def _tsne(d: FigureData, path: Path) -> None:
-    tsne_figure(d.runs, path, d.tsne_points)
+def _tsne(d: FigureData) -> Figure:
+    return tsne_figure(d.runs, d.tsne_points)
 
 
 @register_figure("landscape_pca.png", "the training loss on the trajectories' PCA plane")
-def _landscape(d: FigureData, path: Path) -> dict:
-    return landscape_figure(d.runs, d.X, d.y, path)
+def _landscape(d: FigureData) -> Figure:
+    return landscape_figure(d.runs, d.X, d.y)
 
 STAMP = ".visualized"  # {"key": ...}: what the figures were made from
 
@@ -663,10 +688,8 @@ def _linesearch_note(optimizers: list[str]) -> str:
 def visualize(run_dir: Path | None = None, opts: VisualizeOptions | None = None,
               data: Path | None = None) -> Path:
     """Write every figure, summary_table.md and report.md into the run dir (default: the
-    latest run); returns the report's path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    latest run); returns the report's path. Matplotlib's backend is left as it is: the
+    figures are drawn on their own Agg canvases (:mod:`pipeline.study.drawing`)."""
     opts = opts or VisualizeOptions()
     opts.validate()
     run_dir = resolve_run_dir(run_dir)
@@ -686,7 +709,7 @@ def check_run_dir(run_dir: Path) -> None:
                         "write its report there: pass a run dir of `qa train`")
 
 
-def _data_dir(run_dir: Path, data: Path | None) -> Path:
+def run_data_dir(run_dir: Path, data: Path | None) -> Path:
     """The processed dir to draw with: --data, else the one summary.json records; one line
     saying what is wrong with it."""
     if data:
@@ -703,16 +726,15 @@ def _data_dir(run_dir: Path, data: Path | None) -> Path:
 
 
 def _visualize_locked(run_dir: Path, opts: VisualizeOptions, data: Path | None) -> Path:
-    data_path = _data_dir(run_dir, data)
+    data_path = run_data_dir(run_dir, data)
     ds = load_processed(data_path)
     summary, runs = load_runs(run_dir, ds.X_train.shape[1], recovered=True)
     base = dataset_baselines(ds)
     fig_data = FigureData(runs, ds.X_train, ds.y_train, base, opts.tsne_points)
-    drawn = {}
-    for file, fig in FIGURES.items():
-        log.info("%s", fig.what)
-        drawn[file] = fig.draw(fig_data, run_dir / file)
-    plane = drawn["landscape_pca.png"]  # the report describes the plane it was drawn on
+    for file, spec in FIGURES.items():
+        log.info("%s", spec.what)
+        save_png(spec.draw(fig_data), run_dir / file)
+    plane = landscape_facts(runs)  # the report describes the plane the figure was drawn on
     names = _optimizers(runs)
     cond = row_conditions([r for r in summary["results"] if r["optimizer"] in names])
     table = table_markdown(summary_table(runs, opts.threshold), base, opts.threshold, cond)
