@@ -44,6 +44,7 @@ bench: $(STAMP)  ## speed: MNIST NumPy MLP vs PyTorch, the tanh study, qa tune v
 	$(BIN)/python benchmarks/tune_speed.py
 	$(BIN)/python benchmarks/linesearch_cost.py
 	$(BIN)/python benchmarks/mlp_ensemble.py
+	$(BIN)/python benchmarks/estimators_vs_sklearn.py --data-dir $(MNIST)
 
 figures: $(STAMP)  ## regenerate the README figures in docs/ from a demo run and a small suite
 	$(BIN)/qa run --embedder bundled --out output/runs/docs-demo

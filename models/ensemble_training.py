@@ -189,5 +189,5 @@ def _members_epoch(model, optimizer: Optimizer, X: np.ndarray, y: np.ndarray, rn
     # a non-finite loss or gradient stays non-finite in these sums (and in the weights it
     # reaches), so one check per epoch catches it; train() checks every update
     check_finite(lsum, gsum, epoch, updates)
-    optimizer.flush_subnormals()  # once per epoch: see there
+    optimizer.flush_subnormals(model.params)  # once per epoch: see there
     return updates, gsum

@@ -70,18 +70,24 @@ class Optimizer:
                 st = self.state[name] = {key: np.zeros_like(p) for key in self.slots()}
             self._update(p, grads[name], st, first, name not in self.no_decay)
 
-    def flush_subnormals(self) -> None:
-        """Set state values below the smallest normal number to 0.
+    def flush_subnormals(self, params: Params | None = None) -> None:
+        """Set state values, and those of ``params`` if given, below the smallest normal
+        number to 0.
 
         A member whose tanh saturates gets a gradient of exactly 0, and its moments decay
         geometrically into float32 subnormals, where they stay (0.9 x the smallest subnormal
         rounds back to it); every later pass over them then runs several times slower on x86.
-        The training loops call this once per epoch; it changes a step by at most ~1e-38.
+        Weights go there too: an MLP's weights from an MNIST pixel that is 0 in every image
+        get only the L2 term's gradient, under which Adam shrinks them by ~8% a step (below
+        eps its step is lr * g / eps): after 4 epochs of a 784-256-128-10 network 21,000 of
+        the first layer's 200,000 weights were subnormal, and epochs 5 to 7 took 1.20-1.35 s
+        each instead of 1.10-1.13 s with them flushed (one BLAS thread).
+        The training loops call this once per epoch; it changes a value by at most ~1e-38.
         """
-        for st in self.state.values():
-            for a in st.values():
-                if a.dtype.kind == "f":
-                    np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)
+        arrays = [a for st in self.state.values() for a in st.values()]
+        for a in arrays + list((params or {}).values()):
+            if a.dtype.kind == "f":
+                np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)
 
     def _update(self, p: np.ndarray, g: np.ndarray, st: State, first: bool,
                 decay: bool) -> None:  # pragma: no cover

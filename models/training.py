@@ -334,5 +334,5 @@ def _epoch(model, optimizer: Optimizer, Xs: np.ndarray, ys: np.ndarray, bs: int,
             recorder.record(updates, model.params)
         if on_batch is not None:
             on_batch(epoch, loss, grads)
-    optimizer.flush_subnormals()  # once per epoch: see there
+    optimizer.flush_subnormals(model.params)  # once per epoch: see there
     return updates, gsum

@@ -233,6 +233,24 @@ def test_shuffle_false_keeps_the_batches_in_order():
     assert seen == [[0, 2, 4, 6], [8, 10]] * 2
 
 
+def test_training_flushes_subnormal_weights():
+    """A weight decaying into float32's subnormals (slow on x86) is set to 0 at the end of an
+    epoch by Optimizer.flush_subnormals(params), as the optimizer's state is (a core fix)."""
+    from models.optimizers import make_optimizer
+
+    tiny = np.finfo(np.float32).tiny
+    params = {"w": np.array([tiny / 4, tiny, -tiny / 3, 0.5], np.float32)}
+    make_optimizer("adam").flush_subnormals(params)
+    np.testing.assert_array_equal(params["w"], np.array([0, tiny, 0, 0.5], np.float32))
+    X = np.zeros((20, 3))  # a dead input: its weights see only the L2 gradient
+    X[:, 0] = np.linspace(-1, 1, 20)
+    model = MLPClassifier(hidden_layer_sizes=(4,), alpha=1.0, batch_size=5, learning_rate_init=0.01,
+                          max_iter=1000, tol=0, n_iter_no_change=10**6, random_state=0)
+    model.fit(X.astype(np.float32), X[:, 0] > 0)
+    W = model.coefs_[0][1:]  # 8 of them subnormal without the flush
+    assert np.abs(W).max() < 1e-30 and not np.any((W != 0) & (np.abs(W) < tiny))
+
+
 def test_bad_parameters_are_named_at_fit():
     X, y = np.eye(3), np.arange(3)
     for params, word in [({"alpha": -1}, "alpha"), ({"batch_size": 0}, "batch_size"),
@@ -241,6 +259,14 @@ def test_bad_parameters_are_named_at_fit():
                          ({"schedule": "warmup"}, "schedule"), ({"dropout": 1.0}, "dropout")]:
         with pytest.raises(ValueError, match=word):
             MLPClassifier(**params).fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_is_a_value_error_naming_the_fix():
+    X, y = make_regression(n_samples=40, n_features=3, random_state=0)
+    with pytest.raises(ValueError, match="diverged.*lower learning_rate_init"):
+        MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=10.0,
+                     max_iter=50).fit(X, y * 1e6)
 
 
 def test_convergence_warning_as_scikit_learn():

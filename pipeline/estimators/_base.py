@@ -119,9 +119,10 @@ class StochasticEstimator(BaseEstimator):
                   progress=monitor.epoch_end, on_batch=monitor.batch_end)
         except StopTraining:
             pass
-        except DivergenceError as e:
-            raise ValueError(f"{e}; or the input data may contain large values and need "
-                             "to be preprocessed (e.g. sklearn's StandardScaler)") from e
+        except DivergenceError as e:  # scikit-learn raises ValueError for non-finite weights
+            raise ValueError(f"training diverged at epoch {e.epoch}, update {e.update}: the loss "
+                             "or a gradient is not finite; lower learning_rate_init or scale "
+                             "the input data (e.g. sklearn's StandardScaler)") from e
         monitor.finish(incremental)
 
     def _require_fitted(self) -> None:
