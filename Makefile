@@ -8,6 +8,7 @@ TORCH  ?= torch==2.13.0
 MNIST  ?= ../shared/data/mnist
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LLM_STAMP := $(VENV)/.installed-llm-server
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo test lint bench figures clean
@@ -28,10 +29,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install the project with every extra (CPU PyTorch first)
 
+# The tests also start a real llama.cpp server: the llm-server extra builds llama-cpp-python from
+# source (~7 min on 2 cores the first time; pip keeps the wheel). make demo does without it.
+$(LLM_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,llm-server]"
+	@touch $(LLM_STAMP)
+
 demo: $(STAMP)  ## run the optimizer study offline on the bundled data
 	$(BIN)/qa run --embedder bundled
 
-test: $(STAMP)  ## ruff, then the test suite (with the wheel installed outside the checkout)
+test: $(LLM_STAMP)  ## ruff, then the test suite (with the wheel installed outside the checkout)
 	$(BIN)/ruff check models pipeline tests benchmarks
 	$(BIN)/python -m pytest
 

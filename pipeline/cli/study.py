@@ -113,6 +113,20 @@ def _backends() -> list[str]:
     return list(BACKENDS)
 
 
+def _structured_help() -> str:
+    from pipeline.llm.structured import MODES
+
+    return ("How the JSON schema reaches the server: auto tries, per host, "
+            f"{', then '.join(MODES)} and keeps the first it accepts. "
+            + " ".join(f"{m}: {h}." for m, h in MODES.items()))
+
+
+def _structured_choices() -> list[str]:
+    from pipeline.llm.structured import CHOICES
+
+    return list(CHOICES)
+
+
 def server_options(f):
     """Where the LLM runs: the same options for `qa generate`, `qa curate` and `qa run`."""
     return _apply(f, [
@@ -131,6 +145,8 @@ def server_options(f):
         option("--read-timeout", default=config.GEN_READ_TIMEOUT, show_default=True,
                type=float, help="Seconds one request may take in total (a server that drips "
                                 "its answer is cut off too)."),
+        option("--structured", type=Names(_structured_choices), default=config.LLM_STRUCTURED,
+               show_default=True, help=_structured_help),
     ])
 
 
@@ -163,8 +179,8 @@ def _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs) -> 
         help="Token cap per answer; a capped answer counts as a failed attempt.")
 @option("--max-attempts", default=config.GEN_MAX_ATTEMPTS, show_default=True, type=int,
         help="Attempts per question before it is given up.")
-def generate_cmd(llm, n, out, backend, hosts, concurrency, connect_timeout, read_timeout, pull,
-                 temperature, seed, num_predict, max_attempts):
+def generate_cmd(llm, n, out, backend, hosts, concurrency, connect_timeout, read_timeout,
+                 structured, pull, temperature, seed, num_predict, max_attempts):
     """Generate Turkish question-answer pairs with an LLM on Ollama or an OpenAI-compatible
     server, on one host or spread over several.
 
@@ -185,7 +201,8 @@ def generate_cmd(llm, n, out, backend, hosts, concurrency, connect_timeout, read
                            backend=backend,
                            temperature=temperature, seed=seed, num_predict=num_predict,
                            connect_timeout=connect_timeout, read_timeout=read_timeout,
-                           max_attempts=max_attempts, pull=pull, show_progress=not _quiet())
+                           structured=structured, max_attempts=max_attempts, pull=pull,
+                           show_progress=not _quiet())
     click.echo(f"dataset: {generate(opts)}")
 
 
@@ -312,8 +329,8 @@ def visualize_cmd(run_dir, data, threshold, tsne_points):
 @option("--out", type=click.Path(path_type=Path), default=None,
         help="Run dir (default: output/runs/<processed dir name>).")
 def run_cmd(embedder, features, input_csv, regenerate, llm, n, backend, hosts, concurrency,
-            connect_timeout, read_timeout, judge_llm, optimizers, seeds, epochs, lrs, batches,
-            trajectory_points, jobs, out):
+            connect_timeout, read_timeout, structured, judge_llm, optimizers, seeds, epochs, lrs,
+            batches, trajectory_points, jobs, out):
     """Run every stage: [generate ->] [curate ->] embed -> train -> visualize, skipping what is
     up to date (curation runs with --judge-llm).
 
@@ -335,7 +352,7 @@ def run_cmd(embedder, features, input_csv, regenerate, llm, n, backend, hosts, c
     study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
     gen = GenerateOptions(llm=llm, n=n, backend=backend, hosts=hosts, concurrency=concurrency,
                           connect_timeout=connect_timeout, read_timeout=read_timeout,
-                          show_progress=not _quiet())
+                          structured=structured, show_progress=not _quiet())
     report = run_all(EmbedOptions(embedder=embedder, features=features), input_csv, study,
                      out=out, show_progress=not _quiet(), gen=gen, regenerate=regenerate,
                      judge_model=judge_llm)
@@ -508,7 +525,7 @@ def curve_cmd(input_csv, sizes, features, optimizers, seeds, epochs, embedder, j
              "dropped (default: no judge).")
 @server_options
 def curate_cmd(input_csv, out, embedder, min_cos, judge_llm, backend, hosts, concurrency,
-               connect_timeout, read_timeout):
+               connect_timeout, read_timeout, structured):
     """Drop exact repeats, near-duplicate questions and, with a judge LLM, disputed labels;
     keep a data card.
 
@@ -530,9 +547,10 @@ def curate_cmd(input_csv, out, embedder, min_cos, judge_llm, backend, hosts, con
     # the server options' constraints, declared once in GenerateOptions: checked before
     # anything is embedded, judge or not
     GenerateOptions(backend=backend, hosts=hosts, concurrency=concurrency,
-                    connect_timeout=connect_timeout, read_timeout=read_timeout).validate()
+                    connect_timeout=connect_timeout, read_timeout=read_timeout,
+                    structured=structured).validate()
     path, summary = curate(CurateOptions(
         input=input_csv, out=out, embedder=embedder, min_cos=min_cos, judge_model=judge_llm,
         backend=backend, hosts=hosts, concurrency=concurrency, connect_timeout=connect_timeout,
-        read_timeout=read_timeout, show_progress=not _quiet()))
+        read_timeout=read_timeout, structured=structured, show_progress=not _quiet()))
     click.echo(f"{summary}\ncurated: {path}")

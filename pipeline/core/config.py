@@ -73,6 +73,11 @@ HOST_REST_S = 30.0  # s a failing host rests while the others take its work
 GEN_BACKOFF_BASE = 1.0  # s; doubled per retry
 GEN_BACKOFF_MAX = 20.0  # s
 GEN_SEED = 0  # base sampling seed; every attempt derives its own (generate.attempt_seed)
+# --structured: how the JSON schema reaches the server. auto tries json_schema, then json_object
+# with the schema (llama-cpp-python's server refuses json_schema with an HTTP 500), then JSON
+# asked for in the prompt, per host, and keeps the first the server accepts for the run
+LLM_STRUCTURED = "auto"
+LLM_QUOTE_CHARS = 240  # of a server's own message, quoted in an error line
 
 # ------------------------------------------------------------------------------- embed
 EMBED_MODEL = "ytu-ce-cosmos/turkish-e5-large"

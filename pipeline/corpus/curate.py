@@ -32,7 +32,7 @@ import logging
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,7 @@ class CurateOptions:
     concurrency: int = config.GEN_CONCURRENCY
     read_timeout: float = config.GEN_READ_TIMEOUT
     connect_timeout: float = config.GEN_CONNECT_TIMEOUT
+    structured: str = config.LLM_STRUCTURED  # how the judge's schema reaches its server
     show_progress: bool = True
 
     def validate(self) -> None:
@@ -277,10 +278,14 @@ class Judge:
 
     def __init__(self, opts: CurateOptions, journal: Path) -> None:
         self.opts, self.journal = opts, journal
+        records = [r for r in read_jsonl(journal, "delete that line (the row is judged again)")
+                   if r.get("llm") == opts.judge_model and isinstance(r.get("correct"), bool)]
         self.verdicts: dict[tuple, tuple[bool, str]] = {
-            _journal_key(r): (r["correct"], str(r.get("reason", "")))
-            for r in read_jsonl(journal, "delete that line (the row is judged again)")
-            if r.get("llm") == opts.judge_model and isinstance(r.get("correct"), bool)}
+            _journal_key(r): (r["correct"], str(r.get("reason", ""))) for r in records}
+        # the structured-output mode each verdict was asked in ("" before it was journaled)
+        self.modes: dict[tuple, str] = {_journal_key(r): str(r.get("structured", ""))
+                                        for r in records}
+        self.used: set = set()  # the keys of every item this curation needed a verdict for
         self.wanted: Counter = Counter()  # kind -> items that needed a verdict
         self.missing: Counter = Counter()  # (kind, why) -> items without one
         self.stop = threading.Event()
@@ -289,6 +294,7 @@ class Judge:
     def ask(self, kind: str, items: dict[tuple, tuple[str, dict]]) -> None:
         """Get a verdict for every item {key: (prompt, journal record)} that lacks one."""
         self.wanted[kind] += len(items)
+        self.used.update(items)
         todo = [k for k in items if k not in self.verdicts]
         if not todo:
             return
@@ -306,9 +312,11 @@ class Judge:
             got = self._ask_one(prompt)
             with lock:
                 if isinstance(got, tuple):
+                    (correct, reason), mode = got
                     append_jsonl(self.journal, [{"llm": self.opts.judge_model, **record,
-                                                 "correct": got[0], "reason": got[1]}])
-                    self.verdicts[key] = got
+                                                 "correct": correct, "reason": reason,
+                                                 "structured": mode}])
+                    self.verdicts[key], self.modes[key] = (correct, reason), mode
                     in_a_row[0] = 0
                 else:
                     self.missing[kind, got] += 1
@@ -344,28 +352,24 @@ class Judge:
             o = self.opts
             gen = GenerateOptions(llm=o.judge_model, hosts=o.hosts, backend=o.backend,
                                   read_timeout=o.read_timeout, connect_timeout=o.connect_timeout,
-                                  concurrency=o.concurrency, show_progress=o.show_progress)
+                                  concurrency=o.concurrency, structured=o.structured,
+                                  show_progress=o.show_progress)
             self.pool = HostPool(connect(gen), o.concurrency, self.stop)
         return self.pool
 
-    def _ask_one(self, prompt: str) -> tuple[bool, str] | str:
-        """(correct, reason), or why there is none after ``config.JUDGE_ATTEMPTS`` requests."""
+    def _ask_one(self, prompt: str) -> tuple[tuple[bool, str], str] | str:
+        """((correct, reason), the structured-output mode it was asked in), or why there is
+        none after ``config.JUDGE_ATTEMPTS`` requests."""
         from pipeline.llm import TransientError
 
         why = "no reply"
         for attempt in range(config.JUDGE_ATTEMPTS):
             try:
-                with self.pool.lease() as host:
-                    try:
-                        reply = host.backend.chat(
-                            self.opts.judge_model, prompt, JUDGE_SCHEMA,
-                            temperature=config.JUDGE_TEMPERATURE, seed=attempt,
-                            max_tokens=config.JUDGE_MAX_TOKENS,
-                            deadline_s=self.opts.read_timeout, stop=self.stop)
-                    except TransientError:
-                        self.pool.failed(host)
-                        raise
-                    self.pool.succeeded(host, True)
+                host, reply = self.pool.ask(
+                    self.opts.judge_model, prompt, JUDGE_SCHEMA,
+                    temperature=config.JUDGE_TEMPERATURE, seed=attempt,
+                    max_tokens=config.JUDGE_MAX_TOKENS, deadline_s=self.opts.read_timeout)
+                self.pool.succeeded(host, True)
             except TransientError as e:
                 if self.stop.is_set():
                     return "stopped"
@@ -373,9 +377,15 @@ class Judge:
                 continue
             verdict = parse_verdict(reply.text)
             if verdict is not None:
-                return verdict
+                return verdict, reply.structured
             why = "no boolean verdict in the reply"
         return why
+
+    def used_modes(self) -> Counter:
+        """{structured-output mode: verdicts} over the verdicts this curation used ("not
+        recorded" for verdicts journaled before modes were)."""
+        return Counter(self.modes.get(k) or "not recorded" for k in self.used
+                       if k in self.verdicts)
 
     def check_complete(self) -> None:
         """A one-line UserError naming what was not judged, if anything was not."""
@@ -411,6 +421,7 @@ class Findings:
     grey_same: int  # of those, judged the same question
     verdicts: dict  # (question, answer) -> the judge's verdict on that row
     input_sha: str
+    judge_modes: Counter = field(default_factory=Counter)  # structured-output mode -> verdicts
 
 
 def curate(opts: CurateOptions) -> tuple[Path, str]:
@@ -441,7 +452,9 @@ def curate(opts: CurateOptions) -> tuple[Path, str]:
     verdicts = _judge_rows(df, reason, judge) if judge else {}
     if judge:
         judge.check_complete()  # before anything is written: no half-judged set
-    found = Findings(df_all, repeats, reason, *grey, verdicts, input_sha)
+        log.info("judge hosts: %s", judge.pool.summary())
+    found = Findings(df_all, repeats, reason, *grey, verdicts, input_sha,
+                     judge.used_modes() if judge else Counter())
     return _write(opts, df, found)
 
 
@@ -515,14 +528,17 @@ def data_card(opts: CurateOptions, kept, found: Findings) -> str:
         "- " + CURATED_FROM.format(input=opts.input, sha256=found.input_sha),
         f"- The rows' `source` column: {models or 'not given'}"
         + ("; generated by `qa generate` (the prompt is `PROMPT` in pipeline/corpus/generate.py: "
-           "one question per request, under a JSON schema, rotating topics)."
+           "one question per request, under a JSON schema, rotating topics)"
+           + _modes_text(_generation_modes(Path(opts.input).with_suffix(".jsonl"), df),
+                         "question") + "."
            if Path(opts.input).with_suffix(".jsonl").is_file() else "."),
         f"- Near-duplicates judged with the `{opts.embedder}` embedder: an equal Turkish normal "
         f"form; or min cosine {opts.min_cos:g} of the questions and of their correct answers; "
         f"or, for questions with the same correct answers, question cosine "
         f"{opts.same_answer_cos:g}.",
         f"- Judge: {opts.judge_model or 'none'}" + (f" ({opts.backend})" if opts.judge_model
-                                                  else "") + ".",
+                                                  else "") + _modes_text(found.judge_modes,
+                                                                         "verdict") + ".",
         "",
         "## Counts",
         *_card_counts(opts, kept, found),
@@ -540,6 +556,35 @@ def data_card(opts: CurateOptions, kept, found: Findings) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _modes_text(modes: Counter, unit: str) -> str:
+    """", structured output json_object (12 verdicts)", or "" with no modes."""
+    if not modes:
+        return ""
+    parts = [f"{m} ({n} {unit}{'s' if n != 1 else ''})" for m, n in modes.most_common()]
+    return f", structured output {', '.join(parts)}"
+
+
+def _generation_modes(journal: Path, df) -> Counter:
+    """{structured-output mode: questions of ``df``} as `qa generate`'s journal recorded them.
+    Read only, for the card: a line that is not a record is passed over, never cut (the
+    journal's own reader, which mends a torn tail, is `qa generate`'s)."""
+    import json
+
+    questions, modes = set(df["question"]), Counter()
+    try:
+        lines = journal.read_bytes().splitlines()
+    except OSError:
+        return modes
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("question") in questions:
+            modes[str(rec.get("structured") or "not recorded")] += 1
+    return modes
 
 
 def _card_counts(opts: CurateOptions, kept, found: Findings) -> list[str]:

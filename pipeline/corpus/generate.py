@@ -6,10 +6,10 @@ OpenAI-compatible server). The text checks live in :mod:`pipeline.corpus.text`, 
 the CSV in :mod:`pipeline.corpus.journal`.
 
 One request per question, asking for JSON ``{question, correct_answer, incorrect_answer,
-topic}`` under a JSON schema (structured outputs), rotating through a topic list. Every item is
-validated on the client (schema-constrained output can still break the schema), reasoning text
-and code fences are stripped first, and questions are deduplicated on a Turkish-aware
-normalised form.
+topic}`` under a JSON schema (structured outputs, in the mode each host accepts:
+:mod:`pipeline.llm.structured`), rotating through a topic list. Every item is validated on the
+client (schema-constrained output can still break the schema), reasoning text and code fences
+are stripped first, and questions are deduplicated on a Turkish-aware normalised form.
 
 Nothing is lost: each accepted question is appended at once (flushed and fsynced) to a JSONL
 journal beside the output, so rerunning the same command continues where it stopped; the CSV
@@ -37,6 +37,7 @@ from pipeline.corpus.journal import Journal, write_csv
 from pipeline.corpus.text import normalise_question, parse_item, validate_item
 from pipeline.llm import BACKENDS, FatalError, TransientError
 from pipeline.llm.hosts import HostPool, connect
+from pipeline.llm.structured import CHOICES as STRUCTURED_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class GenerateOptions:
     max_attempts: int = config.GEN_MAX_ATTEMPTS  # per question
     backoff_base: float = config.GEN_BACKOFF_BASE
     backoff_max: float = config.GEN_BACKOFF_MAX
+    structured: str = config.LLM_STRUCTURED  # auto | json_schema | json_object | prompt
     pull: bool = False
     show_progress: bool = True
 
@@ -99,6 +101,9 @@ class GenerateOptions:
                             f"got {self.n}")
         if self.backend not in BACKENDS:
             raise UserError(f"--backend must be {' or '.join(BACKENDS)}, got {self.backend!r}")
+        if self.structured not in STRUCTURED_CHOICES:
+            raise UserError(f"--structured must be one of {', '.join(STRUCTURED_CHOICES)}, "
+                            f"got {self.structured!r}")
         if len(set(self.hosts)) != len(self.hosts):
             raise UserError("--host names the same server twice")
         if self.concurrency < 1:
@@ -168,17 +173,11 @@ class QuestionWriter:
                 with self.lock:
                     self.stats.retries += 1
             try:
-                with self.pool.lease() as host:
-                    try:
-                        reply = host.backend.chat(
-                            self.opts.llm, self._prompt(topic), SCHEMA,
-                            temperature=self.opts.temperature,
-                            seed=attempt_seed(self.opts.seed, slot, attempt),
-                            max_tokens=self.opts.num_predict,
-                            deadline_s=self.opts.read_timeout, stop=self.stop)
-                    except TransientError:
-                        self.pool.failed(host)
-                        raise
+                host, reply = self.pool.ask(
+                    self.opts.llm, self._prompt(topic), SCHEMA,
+                    temperature=self.opts.temperature,
+                    seed=attempt_seed(self.opts.seed, slot, attempt),
+                    max_tokens=self.opts.num_predict, deadline_s=self.opts.read_timeout)
             except TransientError as e:
                 if self.stop.is_set():
                     return "stopped"  # the request was cancelled: not a failure of the server
@@ -214,7 +213,7 @@ class QuestionWriter:
                 return "rejected"
             self.seen.add(key)
         item.update(slot=slot, topic=item["topic"] or topic, model=self.opts.llm,
-                    attempts=attempt + 1)
+                    attempts=attempt + 1, structured=reply.structured)
         if not self.journal.append(item):
             return "stopped"  # Ctrl-C came while this request was in flight
         with self.lock:
@@ -317,12 +316,11 @@ def _generate_locked(opts: GenerateOptions, out: Path) -> Path:
             bar.close()
         rows = write_csv(journal.items, out, opts.n)
         summary = gen.stats.line(time.perf_counter() - t0, min(len(journal.items), want), want)
+        log.info("hosts: %s", gen.pool.summary())
         if rows < opts.n:
             raise UserError(f"stopped short: {summary}. Rerun the same command to resume "
                             f"(accepted items are kept in {journal.path})")
         log.info("done: %s", summary)
-        if len(gen.pool.hosts) > 1:
-            log.info("hosts: %s", gen.pool.summary())
         log.info("wrote %d rows to %s", rows, out)
         return out
     finally:

@@ -1,4 +1,6 @@
-"""Ollama's native API through the official ``ollama`` client."""
+"""Ollama's native API through the official ``ollama`` client, with structured output
+negotiated per host (:mod:`pipeline.llm.structured`): ``format`` as the JSON schema, else
+``format: "json"``, else JSON asked for in the prompt."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import os
 from pipeline.core import config
 from pipeline.core.errors import UserError
 from pipeline.core.extras import require
-from pipeline.llm import FatalError, Reply, TransientError
+from pipeline.llm import INVALID_REQUEST, FatalError, Reply, RequestRefused, TransientError
 from pipeline.llm.hosts import redact_url
 from pipeline.llm.http_deadline import DeadlineTransport, request_deadline
+from pipeline.llm.structured import Negotiated, schema_hint
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +21,8 @@ log = logging.getLogger(__name__)
 class OllamaBackend:
     name = "ollama"
 
-    def __init__(self, host: str | None, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(self, host: str | None, connect_timeout: float, read_timeout: float,
+                 structured: str = config.LLM_STRUCTURED) -> None:
         import httpx
 
         ollama = require("ollama")
@@ -29,6 +33,7 @@ class OllamaBackend:
         # every request also gets a total deadline (a slow drip never trips a per-read timeout)
         self.client = ollama.Client(host=url, timeout=timeout, transport=DeadlineTransport())
         self.think: bool | None = False  # dropped if the server refuses the field
+        self.structured = Negotiated(structured)
 
     def preflight(self, model: str, pull: bool, show_progress: bool) -> None:
         """Fail within the connect timeout on an unreachable server; check (or pull) the model."""
@@ -78,12 +83,20 @@ class OllamaBackend:
 
     def chat(self, model: str, prompt: str, schema: dict, *, temperature: float, seed: int,
              max_tokens: int, deadline_s: float, stop=None) -> Reply:
+        def ask(mode: str) -> Reply:
+            text = schema_hint(prompt, schema) if mode == "prompt" else prompt
+            fmt = {"json_schema": schema, "json_object": "json"}.get(mode)  # prompt: none
+            return self._chat(mode, deadline_s, stop, model=model, format=fmt,
+                              messages=[{"role": "user", "content": text}],
+                              options={"temperature": temperature, "seed": seed,
+                                       "num_predict": max_tokens}, stream=False)
+
+        return self.structured.send(self.host, ask)
+
+    def _chat(self, mode: str, deadline_s: float, stop, **kwargs) -> Reply:
         import httpx
         import ollama
 
-        kwargs = dict(model=model, messages=[{"role": "user", "content": prompt}], format=schema,
-                      options={"temperature": temperature, "seed": seed,
-                               "num_predict": max_tokens}, stream=False)
         try:
             with request_deadline(deadline_s, stop):  # total, per request
                 try:
@@ -95,18 +108,23 @@ class OllamaBackend:
                     else:
                         raise
         except ollama.ResponseError as e:
-            code = e.status_code
-            if code is None or code >= 500 or code == 429:
-                raise TransientError(f"http_{code or 'error'}") from e
-            if code == 404:
-                raise FatalError(f"model {model!r} not found on {self.host}: run "
-                                 f"ollama pull {model}") from e
-            raise FatalError(f"Ollama at {self.host} refused the request ({code}): "
-                             f"{e.error}") from e
+            raise self._status_error(e, kwargs["model"]) from e
         except httpx.TimeoutException as e:
             raise TransientError("timeout") from e
         except (httpx.TransportError, ConnectionError) as e:
             raise TransientError("connection") from e
         except (ValueError, TypeError, AttributeError) as e:  # a 200 whose body is not the API's
             raise TransientError("invalid_reply") from e  # JSON (HTML, truncated): pydantic too
-        return Reply(resp.message.content or "", getattr(resp, "done_reason", None) or "stop")
+        return Reply(resp.message.content or "", getattr(resp, "done_reason", None) or "stop",
+                     mode)
+
+    def _status_error(self, e, model: str) -> Exception:
+        """429 and a 5xx that does not blame the request: worth a retry; 404: the model is
+        missing; any other 4xx, or a 5xx whose body says the request is invalid: refused."""
+        code, message = e.status_code, str(e.error)
+        if code is None or code == 429 or (code >= 500 and not INVALID_REQUEST.search(message)):
+            return TransientError(f"http_{code or 'error'}")
+        if code == 404:
+            return FatalError(f"model {model!r} not found on {self.host}: run "
+                              f"ollama pull {model}")
+        return RequestRefused(code, message)

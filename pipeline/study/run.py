@@ -66,7 +66,8 @@ def curate_input(input_csv: Path | None, gen: GenerateOptions, judge_model: str,
     path, summary = curate(CurateOptions(
         input=src, out=out, judge_model=judge_model, backend=gen.backend, hosts=gen.hosts,
         concurrency=gen.concurrency, read_timeout=gen.read_timeout,
-        connect_timeout=gen.connect_timeout, show_progress=show_progress))
+        connect_timeout=gen.connect_timeout, structured=gen.structured,
+        show_progress=show_progress))
     log.info(summary)
     return path
 

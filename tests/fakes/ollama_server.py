@@ -9,7 +9,7 @@ injects scripted faults: each chat request takes the next entry of ``script`` (t
     think       valid JSON after a <think>...</think> block
     fence       valid JSON inside a ```json code fence
     malformed   content that is not JSON
-    500, 503    an HTTP error with an Ollama-style {"error": ...} body
+    500, 503    an HTTP error with an Ollama-style {"error": ...} body (also 400, 429, 502)
     slow        answers after ``slow_seconds`` (longer than the client's timeout)
     length      truncated JSON with done_reason "length"
     duplicate   repeats the previous question (in other case and punctuation)
@@ -210,7 +210,7 @@ class FakeOllama:
                 fault, k = fake.next_fault()
                 if fake.latency:
                     time.sleep(fake.latency)
-                if fault in ("500", "503"):
+                if fault in ("400", "429", "500", "502", "503"):
                     send_error(int(fault))
                     return None
                 if fault == "slow":

@@ -1,8 +1,17 @@
 """A fake OpenAI-compatible server (what vLLM, llama.cpp's server and LM Studio speak) on
 127.0.0.1, for the real ``openai`` client: ``GET /v1/models`` and ``POST /v1/chat/completions``,
 streamed (server-sent events) and not, with the same scripted faults as the fake Ollama
-(ok, malformed, 500, 503, slow, length, duplicate, drop, english, drip) and a record of every
-request body and Authorization header.
+(ok, malformed, 500, 503, slow, length, duplicate, drop, english, drip; and 400, 429, 502 here)
+and a record of every request body and Authorization header.
+
+``dialect`` says which ``response_format`` it refuses, and how, as real servers do:
+
+    openai            takes json_schema, json_object and none (vLLM, llama-server, Ollama /v1)
+    llama-cpp-python  HTTP 500 on json_schema with the body llama-cpp-python 0.3 sends (its
+                      pydantic error: "Input should be 'text' or 'json_object'")
+    lm-studio         HTTP 400 on json_object ("must be 'json_schema' or 'text'")
+    text-only         HTTP 400 on any response_format
+    refuse-all        HTTP 400 on every request ("invalid request"), whatever its format
 """
 
 from __future__ import annotations
@@ -11,22 +20,41 @@ import json
 
 from tests.fakes.ollama_server import FakeOllama, answer
 
+# what llama-cpp-python 0.3.36's server answers to response_format json_schema (HTTP 500),
+# as captured from it, with the server's install path shortened
+LLAMA_CPP_PYTHON_500 = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+    "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"/srv/llama_cpp/server/"
+    "app.py\", line 376, in create_chat_completion\n    POST /v1/chat/completions")
+LM_STUDIO_400 = "'response_format.type' must be 'json_schema' or 'text'"
+REFUSALS = {  # dialect -> {response_format type (None: none): (status, message, error type)}
+    "openai": {},
+    "llama-cpp-python": {"json_schema": (500, LLAMA_CPP_PYTHON_500, "internal_server_error")},
+    "lm-studio": {"json_object": (400, LM_STUDIO_400, "invalid_request_error")},
+    "text-only": {k: (400, "response_format is not supported by this server",
+                      "invalid_request_error") for k in ("json_schema", "json_object")},
+    "refuse-all": {k: (400, "invalid request: the prompt holds a token this model lacks",
+                       "invalid_request_error") for k in ("json_schema", "json_object", None)},
+}
+
 
 class FakeOpenAI(FakeOllama):
     """``with FakeOpenAI(...) as fake:``; ``fake.host`` is its base URL, ending in /v1."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, dialect: str = "openai", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.host += "/v1"
         self.auth: list[str] = []  # Authorization headers seen
+        self.refusals = REFUSALS[dialect]
 
     def _handler(self):
         base = super()._handler()
         fake = self
 
         class Handler(base):
-            def _error(self, code, message):
-                return self._json(code, {"error": {"message": message, "type": "error",
+            def _error(self, code, message, kind="error"):
+                return self._json(code, {"error": {"message": message, "type": kind,
                                                    "code": code}})
 
             def do_GET(self):
@@ -56,7 +84,10 @@ class FakeOpenAI(FakeOllama):
             def _complete(self, body):
                 if body.get("model") not in fake.models:
                     return self._error(404, f"The model `{body.get('model')}` does not exist.")
-                got = self._fault(lambda code: self._error(code, "server busy"))
+                fmt = (body.get("response_format") or {}).get("type")
+                if fmt in fake.refusals:
+                    return self._error(*fake.refusals[fmt])
+                got = self._fault(self._scripted_error)
                 if got is None:
                     return None
                 fault, k = got
@@ -69,6 +100,12 @@ class FakeOpenAI(FakeOllama):
                      "finish_reason": reason}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 10,
                               "total_tokens": 20}}, drip=fault == "drip")
+
+            def _scripted_error(self, code):
+                if code == 400:
+                    return self._error(400, "max_tokens must be at least 1",
+                                       "invalid_request_error")
+                return self._error(code, "server busy")
 
             def _sse(self, done, content, reason):
                 self.send_response(200)
