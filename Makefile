@@ -1,5 +1,5 @@
 # make demo : set up .venv and run the whole study offline (bundled data and embedder)
-# make test : set up .venv, then ruff and pytest
+# make test : set up .venv, then ruff and pytest (make test-llm: the real llama.cpp servers)
 # Override the PyTorch requirement (test/benchmark reference only), e.g. make TORCH="torch==2.9.1"
 
 PYTHON ?= python3
@@ -11,10 +11,10 @@ STAMP  := $(VENV)/.installed
 LLM_STAMP := $(VENV)/.installed-llm-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint bench figures clean
+.PHONY: help setup demo test test-llm lint bench figures clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install the project with every extra (CPU PyTorch first)
 
-# The tests also start a real llama.cpp server: the llm-server extra builds llama-cpp-python from
-# source (~7 min on 2 cores the first time; pip keeps the wheel). make demo does without it.
+# make test-llm starts real llama.cpp servers: the llm-server extra builds llama-cpp-python from
+# source (~7 min on 2 cores the first time; pip keeps the wheel), and its first run builds
+# llama.cpp's llama-server with cmake (~8 min, cached in ~/.cache/qa-optim). make test and make
+# demo do without both; CI runs make test, then make test-llm (.ci/run).
 $(LLM_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,llm-server]"
 	@touch $(LLM_STAMP)
@@ -38,9 +40,12 @@ $(LLM_STAMP): $(STAMP)
 demo: $(STAMP)  ## run the optimizer study offline on the bundled data
 	$(BIN)/qa run --embedder bundled
 
-test: $(LLM_STAMP)  ## ruff, then the test suite (with the wheel installed outside the checkout)
+test: $(STAMP)  ## ruff, then the test suite (with the wheel installed outside the checkout)
 	$(BIN)/ruff check models pipeline tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not llm_server"
+
+test-llm: $(LLM_STAMP)  ## the tests against real llama.cpp servers (builds llama.cpp once: ~15 min)
+	$(BIN)/python -m pytest -m llm_server
 
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check models pipeline tests benchmarks
