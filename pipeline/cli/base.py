@@ -74,13 +74,14 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
     \b
     The study, stage by stage (each reads the previous stage's output):
-      qa generate    Turkish QA pairs from Turkish-Gemma via Ollama
+      qa generate    Turkish QA pairs from Turkish-Gemma (Ollama, OpenAI-compatible)
       qa curate      near-duplicates and disputed labels out, a data card
       qa embed       sentence embeddings -> [q ; a ; 1] feature vectors
       qa train       tanh(w.x) with GD, SGD, Adam, ... over several seeds
       qa visualize   t-SNE / PCA trajectories, curves, report.md
       qa run         all of the above, skipping what is up to date
       qa tune        a fair comparison: equal tuning budgets, many seeds, CIs
+      qa suite       every optimizer x several workloads: profiles, scores, ranks
       qa curve       does more data help? accuracy against training questions
       qa import      public data (EXAMS-tr) as pairs
     The MLP core:

@@ -36,7 +36,8 @@ def _list_workloads() -> str:
 @list_option("--optimizers", "--optimizer", "-o", "optimizers",
              item=Names(optimizer_names, extra=("all",)), default=("all",), show_default=True,
              help="Optimizers, repeatable or comma-separated (any case); 'all' for every one "
-                  "registered, plug-ins included.")
+                  "registered, plug-ins included (qa train's and qa tune's 'all' is the "
+                  "study's six).")
 @plugin_option(ensembles=True)
 @option("--budget", default=config.SUITE_BUDGET, show_default=True, metavar="one-shot|small|large|N",
         help="Tuning budget, the same for every optimizer: one-shot (default rates, no "

@@ -18,6 +18,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "openai": ("llm", "an OpenAI-compatible server (--backend openai)"),
     "distributed": ("dask", "a Dask cluster (--scheduler)"),
 }
+# what works without the extra, said after the install line
+OFFLINE_HINTS = {"sentence_transformers": "; or pass --embedder bundled (offline, installed)"}
 
 
 def require(module: str) -> ModuleType:
@@ -29,5 +31,6 @@ def require(module: str) -> ModuleType:
         if top not in EXTRAS or (e.name or "").split(".")[0] != top:
             raise
         extra, purpose = EXTRAS[top]
+        hint = OFFLINE_HINTS.get(top, "")
         raise UserError(f"{purpose} needs the {top} package: pip install 'qa-optim[{extra}]' "
-                        f"(from a checkout: pip install '.[{extra}]')") from e
+                        f"(from a checkout: pip install '.[{extra}]'){hint}") from e

@@ -348,7 +348,8 @@ def _report(out_dir: Path, opts, names, tuned, paired) -> str:
             f"{opts.final_seeds} fresh seeds on all training rows and scored on the test rows. "
             f"Every number is a median over those seeds with a bootstrap 95% confidence interval "
             f"[low, high]; intervals that overlap mean the difference is within noise. "
-            f"Wall time counts training steps only. Regenerate: `qa tune --out {out_dir}`.\n\n")
+            f"Wall time counts training steps only. "
+            f"Regenerate: `{_command(opts, out_dir, meta['data'])}`.\n\n")
     table = ("| optimizer | batch | chosen lr | test acc | test loss | train loss | updates to "
              f"loss ≤ {opts.target_loss:g} | seconds to it |\n|---|---|---|---|---|---|---|---|\n")
     base = meta["baselines"]
@@ -388,3 +389,18 @@ def _report(out_dir: Path, opts, names, tuned, paired) -> str:
             + paired_rows + "\n![paired comparison](tune_paired.png)\n\n"
             "## The original study's claims, measured\n\n" + claims_table + "\n"
             + "\n\n".join(claims(tuned)) + "\n")
+
+
+def _command(opts, out_dir: Path, data: str) -> str:
+    """The `qa tune` command of this protocol (a rerun of it resumes or redraws this dir)."""
+    lo, hi = opts.lr_range
+    parts = [f"qa tune --data {data} -o {','.join(opts.optimizers)} --budget {opts.budget}",
+             f"--lr-range {lo:g}:{hi:g} --tune-seeds {opts.tune_seeds}",
+             f"--final-seeds {opts.final_seeds} --epochs {opts.epochs}",
+             f"--val-fraction {opts.val_fraction:g} --target-loss {opts.target_loss:g}"]
+    if opts.select != "val":
+        parts.append(f"--select {opts.select}")
+    batches = ",".join(f"{n}={'full' if b is None else b}" for n, b in opts.batch_size.items())
+    if batches:
+        parts.append(f"--batch-size {batches}")
+    return " ".join(parts + [f"--out {out_dir}"])

@@ -119,24 +119,32 @@ def profile_figure(suite: dict, path: Path) -> None:
 
 # ------------------------------------------------------------------------------ heatmap
 def normalised_metric(workload: dict, names: list[str]) -> tuple[np.ndarray, list]:
-    """(normalised final metric per name, raw medians) on one workload: 1 = the best median,
-    0 = the worst, direction-aware; NaN for a diverged (None) median or a missing optimizer.
-    With a single finite median (or all equal) every finite cell is 1."""
+    """(normalised rank per name, raw medians) on one workload: 1 = the best median, 0 = the
+    worst, by rank (ties share their average rank), so that one far-off value (a diverging
+    GD's loss of 1e11) does not paint every other cell alike; NaN for a diverged (None)
+    median or a missing optimizer. With a single finite median every finite cell is 1."""
     opts = workload["optimizers"]
     raw = [opts[n]["final_metric"]["median"] if n in opts else None for n in names]
     v = np.array([math.nan if r is None else float(r) for r in raw])
     v = np.where(np.isfinite(v), v, np.nan)
     if not workload["higher_is_better"]:
         v = -v
-    if np.all(np.isnan(v)):
-        return v, raw
-    lo, hi = np.nanmin(v), np.nanmax(v)
-    return (np.where(np.isnan(v), np.nan, 1.0) if hi == lo else (v - lo) / (hi - lo)), raw
+    ok = ~np.isnan(v)
+    if ok.sum() <= 1:
+        return np.where(ok, 1.0, np.nan), raw
+    # average rank among the finite cells: 0 = worst ... n-1 = best
+    order = np.argsort(np.argsort(v[ok], kind="stable"), kind="stable").astype(float)
+    for val in np.unique(v[ok]):
+        tie = v[ok] == val
+        order[tie] = order[tie].mean()
+    out = np.full(v.shape, np.nan)
+    out[ok] = order / (ok.sum() - 1)
+    return out, raw
 
 
 def heatmap_figure(suite: dict, path: Path) -> None:
-    """Optimizers (rows, by score) by workloads (columns): colour = the final metric
-    normalised per workload (1 = best optimizer, 0 = worst), text = the raw median; a
+    """Optimizers (rows, by score) by workloads (columns): colour = the rank of the final
+    metric within the workload (1 = best optimizer, 0 = worst), text = the raw median; a
     diverged median is a grey cell marked "× diverged", an optimizer not run a blank "–"."""
     plt = _use_agg()
     workloads = list(suite["workloads"])
@@ -154,7 +162,7 @@ def heatmap_figure(suite: dict, path: Path) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.tick_params(length=0)
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02).set_label(
-        "normalised per workload: 1 = best, 0 = worst", fontsize=8)
+        "rank within the workload: 1 = best, 0 = worst", fontsize=8)
     not_run = any(n not in suite["workloads"][w]["optimizers"] for w in workloads for n in names)
     ax.set_title("Final metric at the chosen rate, median over final seeds\n(↑ higher is better, "
                  f"↓ lower is better{'; – not run' if not_run else ''})", fontsize=10)

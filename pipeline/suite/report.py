@@ -140,10 +140,11 @@ def report_text(suite: dict) -> str:
     parts = [f"# Optimizer suite: {len(ws)} workload(s) x {n_opt} optimizer(s)\n",
              f"Budget, equal for every optimizer: {how}. Test data is touched only by the final "
              "runs. Medians over the final seeds, with bootstrap 95% intervals in brackets.\n",
-             _score_section(suite), _rank_section(suite),
-             "## Defaults against tuning (Crowded Valley's finding ii)\n",
-             suite["one_shot_sentence"] + " (Medians compared; where the intervals overlap, "
-             "a difference is within the seed noise.)\n"]
+             _score_section(suite), _rank_section(suite)]
+    if b["grid"]:  # at one-shot nothing was tuned: there is nothing to set the defaults against
+        parts += ["## Defaults against tuning (Crowded Valley's finding ii)\n",
+                  suite["one_shot_sentence"] + " (Medians compared; where the intervals "
+                  "overlap, a difference is within the seed noise.)\n"]
     for w, e in ws.items():
         parts.append(_workload_section(w, e, bool(b["grid"])))
     return "\n".join(parts)
@@ -151,17 +152,22 @@ def report_text(suite: dict) -> str:
 
 def _score_section(suite: dict) -> str:
     tau = suite["tau_max"]
-    rows = sorted(suite["score"].items(), key=lambda kv: -(kv[1]["value"] or 0))
+    # best first, ties by name: the order of the profile figure's legend
+    rows = sorted(suite["score"].items(), key=lambda kv: (-(kv[1]["value"] or 0), kv[0]))
     lines = [f"## Performance profiles (time to target)\n\n![profiles](profile.png)\n\n"
-             f"Score: the area under each optimizer's profile from τ = 1 to {tau:g}, over "
-             f"{tau - 1:g} (AlgoPerf; 1 = fastest to the target on every workload, 0 = never within "
-             f"{tau:g}x of the fastest). Interval: seeds resampled within each workload.\n",
+             f"Score: the area under each optimizer's profile from τ = 1 to {tau:g}, divided by "
+             f"{tau - 1:g} (τ_max − 1; AlgoPerf): 1 = fastest to the target on every workload, "
+             f"0 = never within {tau:g}x of the fastest. Interval: seeds resampled within each "
+             "workload.\n",
              "| optimizer | score | 95% interval |", "|---|---|---|"]
     for name, s in rows:
         lo, hi = s["ci"]
         lines.append(f"| {name} | {_fmt(s['value'])} | [{_fmt(lo)}, {_fmt(hi)}] |")
     best, second = rows[0], rows[1] if len(rows) > 1 else None
-    if second is not None:
+    if second is not None and best[1]["value"] == second[1]["value"]:
+        lines.append(f"\n{best[0]} and {second[0]} share the highest score "
+                     f"({_fmt(best[1]['value'])}).")
+    elif second is not None:
         overlap = best[1]["ci"][0] is not None and second[1]["ci"][1] is not None \
             and best[1]["ci"][0] <= second[1]["ci"][1]
         lines.append(f"\n{best[0]} scores highest ({_fmt(best[1]['value'])}); its interval "
@@ -189,14 +195,17 @@ def _workload_section(w: str, e: dict, tuned: bool) -> str:
              f"{e['batch_size']} (gd and linesearch: full batch).\n"]
     if tuned:
         lines.append(f"![learning-rate sensitivity](lr_{w}.png)\n")
+    one_shot = f" one-shot lr | one-shot {e['metric']} |" if tuned else ""
     lines += [f"| optimizer | lr | {e['metric']} | seconds to target | updates to target | "
-              "seeds reaching it | one-shot lr | one-shot " + e["metric"] + " |",
-              "|---|---|---|---|---|---|---|---|"]
+              "seeds reaching it |" + one_shot, "|---|---|---|---|---|---|" + "---|---|" * tuned]
     for name, c in e["optimizers"].items():
         edge = " (grid edge)" if c.get("chosen_at_grid_edge") else ""
         div = f", {c['diverged']} diverged" if c["diverged"] else ""
-        lines.append(f"| {name} | {_fmt(c['lr'])}{edge} | {_fmt_ci(c['final_metric'], 4, 'diverged')} | "
-                     f"{_fmt_ci(c['time_to_target_s'])} | {_fmt_ci(c['updates_to_target'])} | "
-                     f"{c['reached']:.0%}{div} | {_fmt(c['one_shot']['lr'])} | "
-                     f"{_fmt_ci(c['one_shot']['final_metric'], 4, 'diverged')} |")
+        row = (f"| {name} | {_fmt(c['lr'])}{edge} | {_fmt_ci(c['final_metric'], 4, 'diverged')} | "
+               f"{_fmt_ci(c['time_to_target_s'])} | {_fmt_ci(c['updates_to_target'])} | "
+               f"{c['reached']:.0%}{div} |")
+        if tuned:
+            row += (f" {_fmt(c['one_shot']['lr'])} | "
+                    f"{_fmt_ci(c['one_shot']['final_metric'], 4, 'diverged')} |")
+        lines.append(row)
     return "\n".join(lines) + "\n"

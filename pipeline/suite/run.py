@@ -151,7 +151,8 @@ def suite(opts: SuiteOptions, out: Path | None = None, show_progress: bool = Tru
             t0 = time.perf_counter()
             if runner is not None:
                 _run(cells, budget, trials, runner, opts, jobs, show_progress)
-            _summarise(out_dir, cells, budget, trials, workloads, opts, jobs,
+            everything = cells + _finished_before(out_dir, cells, budget, trials)
+            _summarise(out_dir, everything, budget, trials, opts, jobs,
                        time.perf_counter() - t0 if runner is not None else None)
         finally:
             if runner is not None:
@@ -164,16 +165,46 @@ def _runner(opts: SuiteOptions, workloads: list[Workload], todo: list, jobs: int
     """The workloads' data, loaded, and the workers that get it (a Dask cluster connected)."""
     from pipeline.core.executors import make_runner
 
-    data = {w.name: load_workload(w, opts, show_progress) for w in workloads}
+    # the workloads that only read files first: a missing MNIST is said before minutes of
+    # embedding the QA sets, not after
+    order = sorted(workloads, key=lambda w: w.model["kind"] == "tanh")
+    data = {w.name: load_workload(w, opts, show_progress) for w in order}
     return make_runner(opts.scheduler, min(jobs, len(todo) or 1), data)  # may fail in one line
 
 
-def _summarise(out_dir: Path, cells, budget: Budget, trials: TrialLog, workloads, opts,
-               jobs: int, seconds: float | None) -> None:
-    """suite.json, report.md and the figures; a rerun that ran nothing keeps the wall time of
-    the run that did."""
+def _finished_before(out_dir: Path, cells, budget: Budget, trials: TrialLog) -> list:
+    """The (workload, optimizer) cells this dir finished in earlier runs of the same protocol
+    that ``cells`` does not name, so that a run of some optimizers or workloads adds to the
+    report instead of shrinking it (a plug-in not loaded this time is left out)."""
+    from models.optimizers import optimizer_names
+
+    have = {(p.name, o) for p, o in cells}
+    names = [n for n in optimizer_names() if n in {r["optimizer"] for r in trials.trials.values()}]
+    recorded = read_json(out_dir / "meta.json", "delete it").get("protocol", {}).get("workloads", {})
+    extra = []
+    for w in (WORKLOADS[n] for n in WORKLOADS if n in recorded):
+        for o in names:
+            if (w.name, o) in have:
+                continue
+            cell = (problem_for(w, (o,)), o)
+            if not unfinished_tasks([cell], budget, trials):
+                extra.append(cell)
+    if extra:
+        log.info("the report also covers %d cell(s) finished earlier in %s", len(extra), out_dir)
+    return extra
+
+
+def _summarise(out_dir: Path, cells, budget: Budget, trials: TrialLog, opts, jobs: int,
+               seconds: float | None) -> None:
+    """suite.json, report.md and the figures (over the workloads' registry order); a rerun
+    that ran nothing keeps the wall time of the run that did."""
+    from models.optimizers import optimizer_names
     from pipeline.suite.report import summarise, write_report
 
+    order, names = list(WORKLOADS), optimizer_names()
+    cells = sorted(cells, key=lambda c: (order.index(c[0].name),
+                                         names.index(c[1]) if c[1] in names else len(names)))
+    workloads = [WORKLOADS[n] for n in dict.fromkeys(p.name for p, _ in cells)]
     summary = summarise(cells, budget, trials, workloads)
     if seconds is None:
         prev = out_dir / "suite.json"
@@ -218,8 +249,9 @@ def _estimate(cells, todo: list[dict], budget: Budget, jobs: int | None) -> str:
         total += problems[s["workload"]].cost(s)
         if s["phase"] == "tune":
             total += problems[s["workload"]].cost({**s, "lrs": [1.0], "seeds": budget.seeds("final")})
-    minutes = total / max(1, min(jobs, len(todo))) / 60
-    return f", about {math.ceil(minutes)} min on {jobs} worker(s) here (an estimate)"
+    seconds = total / max(1, min(jobs, len(todo)))
+    when = f"{math.ceil(seconds / 60)} min" if seconds >= 60 else f"{max(1, round(seconds))} s"
+    return f", about {when} on {jobs} worker(s) here (an estimate)"
 
 
 def load_workload(w: Workload, opts: SuiteOptions, show_progress: bool) -> dict:
