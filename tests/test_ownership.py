@@ -459,11 +459,13 @@ def test_visualize_reads_and_writes_under_the_run_lock(one_seed_run, processed, 
     import pipeline.study.visualize as vis
     from pipeline.study.rundir import run_lock
 
-    def draw(d, path):  # no figures: the report alone takes well under the wait below
-        return {"seed": 0, "reference": "gd", "explained_variance": [0.5, 0.5]}
+    from matplotlib.figure import Figure
+
+    def draw(d):  # empty figures: the report alone takes well under the wait below
+        return Figure(figsize=(1, 1))
 
     monkeypatch.setattr(vis, "recover", lambda run_dir: None)
-    monkeypatch.setattr(vis, "FIGURES", {n: vis.Figure(f.what, draw)
+    monkeypatch.setattr(vis, "FIGURES", {n: vis.FigureSpec(f.what, draw)
                                          for n, f in vis.FIGURES.items()})
     done: list = []
     with run_lock(one_seed_run, "a test"):
