@@ -456,10 +456,10 @@ def test_visualize_reads_and_writes_under_the_run_lock(one_seed_run, processed, 
     import threading
     import time
 
+    from matplotlib.figure import Figure
+
     import pipeline.study.visualize as vis
     from pipeline.study.rundir import run_lock
-
-    from matplotlib.figure import Figure
 
     def draw(d):  # empty figures: the report alone takes well under the wait below
         return Figure(figsize=(1, 1))
