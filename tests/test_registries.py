@@ -352,7 +352,7 @@ def test_the_figure_registry_feeds_the_help(runner, monkeypatch):
 
     assert list(V.FIGURES)[:3] == ["curves_epochs.png", "curves_updates.png", "curves_time.png"]
     monkeypatch.setattr(V, "FIGURES", dict(V.FIGURES))
-    V.register_figure("extra.png", "one more figure")(lambda d, path: None)
+    V.register_figure("extra.png", "one more figure")(lambda d: None)  # draw(data) -> Figure; not called
     text = _help(runner, "visualize")
     assert all(f in text for f in V.FIGURES) and "one more figure" in text
 
