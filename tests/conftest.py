@@ -24,6 +24,30 @@ def processed(tmp_path) -> Path:
 
 
 @pytest.fixture
+def saved(monkeypatch):
+    """[(file name, figure, canvas size in inches)] of every PNG written while the test runs
+    (the figure checks of test_figures.py and test_suite_profiles.py)."""
+    import io
+
+    import matplotlib.figure
+    import matplotlib.image
+
+    out = []
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(fig, fname, *args, **kwargs):
+        buf = io.BytesIO()
+        real(fig, buf, *args, **{**kwargs, "format": "png"})
+        h, w = matplotlib.image.imread(io.BytesIO(buf.getvalue()), format="png").shape[:2]
+        dpi = kwargs.get("dpi") or fig.dpi
+        out.append((getattr(fname, "name", str(fname)), fig, (w / dpi, h / dpi)))
+        return real(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    return out
+
+
+@pytest.fixture
 def runner(tmp_path, monkeypatch):
     """A CliRunner whose working directory is an empty temp dir."""
     monkeypatch.chdir(tmp_path)

@@ -6,8 +6,6 @@ artist's extent is then checked against that canvas (`pipeline.core.plotting.tex
 
 from __future__ import annotations
 
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -20,24 +18,6 @@ from pipeline.core.plotting import texts_outside_canvas
 from tests.test_tune import SMALL, processed_with_questions
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def saved(monkeypatch):
-    """[(name, figure, canvas size in inches)] of every PNG written while the test runs."""
-    out = []
-    real = matplotlib.figure.Figure.savefig
-
-    def spy(fig, fname, *args, **kwargs):
-        buf = io.BytesIO()
-        real(fig, buf, *args, **{**kwargs, "format": "png"})
-        h, w = matplotlib.image.imread(io.BytesIO(buf.getvalue()), format="png").shape[:2]
-        dpi = kwargs.get("dpi") or fig.dpi
-        out.append((getattr(fname, "name", str(fname)), fig, (w / dpi, h / dpi)))
-        return real(fig, fname, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
-    return out
 
 
 def check(saved, at_least: int) -> None:

@@ -4,7 +4,6 @@ from a hand-made summary with every text inside the saved canvas."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
@@ -208,24 +207,6 @@ def hand_made_suite() -> dict:
     return {"workloads": workloads, "tau_max": profiles.TAU_MAX,
             "profile": {"taus": taus, "fractions": profiles.performance_profile(times, taus)},
             "score": score}
-
-
-@pytest.fixture
-def saved(monkeypatch):
-    """[(file name, figure, canvas size in inches)] of every PNG written in the test."""
-    out = []
-    real = matplotlib.figure.Figure.savefig
-
-    def spy(fig, fname, *args, **kwargs):
-        buf = io.BytesIO()
-        real(fig, buf, *args, **{**kwargs, "format": "png"})
-        h, w = matplotlib.image.imread(io.BytesIO(buf.getvalue()), format="png").shape[:2]
-        dpi = kwargs.get("dpi") or fig.dpi
-        out.append((getattr(fname, "name", str(fname)), fig, (w / dpi, h / dpi)))
-        return real(fig, fname, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
-    return out
 
 
 def _texts(fig) -> list[str]:

@@ -96,3 +96,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
+
+
+def quiet() -> bool:
+    """Whether the running command was given ``qa -q`` (no progress bars)."""
+    return click.get_current_context().obj["quiet"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from models.activations import ACTIVATIONS
-from pipeline.cli.base import main
+from pipeline.cli.base import main, quiet
 from pipeline.cli.parsing import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -25,10 +25,6 @@ from pipeline.mlp.fit import TASKS as FIT_TASKS
 
 OPTIMIZER = Names(optimizer_names)  # the optimizer registry and its aliases, any case
 HIDDEN_ACTIVATIONS = [a for a in ACTIVATIONS if a != "softmax"]  # softmax is the output's
-
-
-def _quiet() -> bool:
-    return click.get_current_context().obj["quiet"]
 
 
 def optimizer_option(default: str):
@@ -128,7 +124,7 @@ def mnist_train_cmd(layers, optimizer, lr, data_dir, download, activation, batch
     cfg = _mnist_config(layers, activation, optimizer, lr, batch_size,
                         epochs, seed, l2, dropout, input_dropout, grad_clip, schedule,
                         standardise, patience, val_size)
-    m = train_command(cfg, data_dir, out, download, show_progress=not _quiet())
+    m = train_command(cfg, data_dir, out, download, show_progress=not quiet())
     val = "" if m["best_val_acc"] is None else f" (best validation {m['best_val_acc']:.4f})"
     click.echo(f"test accuracy {m['test_acc']:.4f}{val}; {Path(out) / 'metrics.json'}")
 
@@ -187,7 +183,7 @@ def mnist_sweep_cmd(lrs, depths, batch_sizes, width, subset, jobs, optimizer, da
     grid = SweepGrid(list(dict.fromkeys(lrs)), list(dict.fromkeys(depths)),
                      list(dict.fromkeys(batch_sizes)), width)
     rows = sweep_command(base, grid, data_dir, out, jobs, subset, download,
-                         show_progress=not _quiet())
+                         show_progress=not quiet())
     best = max(rows, key=lambda r: r["val_acc"])
     click.echo(f"best: lr {best['lr']:g}, layers {best['layers']}, batch {best['batch_size']}: "
                f"validation accuracy {best['val_acc']:.4f}; {Path(out) / 'sweep.csv'}")
@@ -230,7 +226,7 @@ def mnist_compare_cmd(optimizers, lrs, layers, data_dir, download, activation, b
     base = _mnist_config(layers, activation, names[0], config.MNIST_LR,
                          batch_size, epochs, seed, l2, dropout, input_dropout, grad_clip,
                          schedule, standardise, patience, val_size)
-    res = compare_command(base, names, lr, data_dir, out, download, show_progress=not _quiet())
+    res = compare_command(base, names, lr, data_dir, out, download, show_progress=not quiet())
     for name, r in res.items():
         click.echo(f"{name}: best validation accuracy {r['best_val_acc']:.4f}, test "
                    f"{r['test_acc']:.4f}, {sum(r['epoch_times_s']) / len(r['epoch_times_s']):.2f} "

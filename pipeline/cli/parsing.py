@@ -274,3 +274,33 @@ def expand_all(names: tuple[str, ...]) -> tuple[str, ...]:
     for n in names:
         out += config.STUDY_OPTIMIZERS if n == "all" else [n]
     return tuple(dict.fromkeys(out))
+
+
+# ------------------------------------------------------------------ the tuning commands
+def parse_lr_range(text: str) -> tuple[float, float]:
+    """``--lr-range LOW:HIGH`` as two floats (their values are checked by the protocol)."""
+    lo, _, hi = text.partition(":")
+    try:
+        return float(lo), float(hi)
+    except ValueError:
+        raise UserError(f"--lr-range takes LOW:HIGH, e.g. 1e-4:10, got {text!r}") from None
+
+
+def lr_range_option():
+    """``--lr-range`` of `qa tune` and `qa suite`: the grid's ends."""
+    lo, hi = config.TUNE_LR_RANGE
+    return option("--lr-range", default=f"{lo:g}:{hi:g}", show_default=True,
+                  help="LOW:HIGH of the learning-rate grid.")
+
+
+def scheduler_option():
+    """``--scheduler ADDRESS``: the trials on an existing Dask cluster."""
+    return option("--scheduler", default=None, metavar="ADDRESS",
+                  help=f"Run the trials on a Dask cluster, e.g. tcp://HOST:8786 (default: "
+                       f"${config.SCHEDULER_ENV}, else local worker processes).")
+
+
+def jobs_option():
+    """``--jobs/-j``: local worker processes."""
+    return option("--jobs", "-j", default=None, type=int,
+                  help=f"Local worker processes (default: the cores, at most {config.MAX_JOBS}).")

@@ -11,24 +11,23 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.base import RegistryHelpCommand, main
+from pipeline.cli.base import RegistryHelpCommand, main, quiet
 from pipeline.cli.parsing import (
     Names,
     Size,
     expand_all,
+    jobs_option,
     list_option,
+    lr_range_option,
     option,
     parse_batch_size,
+    parse_lr_range,
     parse_per_optimizer,
     plugin_option,
+    scheduler_option,
     study_optimizer_names,
 )
 from pipeline.core import config
-from pipeline.core.errors import UserError
-
-
-def _quiet() -> bool:
-    return click.get_current_context().obj["quiet"]
 
 
 def _apply(f, opts):
@@ -202,7 +201,7 @@ def generate_cmd(llm, n, out, backend, hosts, concurrency, connect_timeout, read
                            temperature=temperature, seed=seed, num_predict=num_predict,
                            connect_timeout=connect_timeout, read_timeout=read_timeout,
                            structured=structured, max_attempts=max_attempts, pull=pull,
-                           show_progress=not _quiet())
+                           show_progress=not quiet())
     click.echo(f"dataset: {generate(opts)}")
 
 
@@ -244,7 +243,7 @@ def embed_cmd(embedder, input_csv, out, features, test_size, seed, batch_size, d
     data = embed(input_csv, embedder, features=features, test_size=test_size, seed=seed,
                  batch_size=batch_size, device=device, query_prompt=query_prompt,
                  passage_prompt=passage_prompt, out=out, cache=config.EMBED_CACHE_DIR,
-                 latest=True, progress=not _quiet())
+                 latest=True, progress=not quiet())
     click.echo(f"processed: {data.path}")
 
 
@@ -275,7 +274,7 @@ def train_cmd(data, optimizers, seeds, epochs, lrs, batches, trajectory_points, 
     study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
     run = train(data, study.optimizers, seeds=study.seeds, epochs=study.epochs, lr=study.lr,
                 batch_size=study.batch_size, trajectory_points=study.trajectory_points,
-                jobs=study.jobs, out=out, latest=True, progress=not _quiet())
+                jobs=study.jobs, out=out, latest=True, progress=not quiet())
     click.echo(f"results: {run.path / 'summary.json'}")
 
 
@@ -352,19 +351,11 @@ def run_cmd(embedder, features, input_csv, regenerate, llm, n, backend, hosts, c
     study = _study(optimizers, seeds, epochs, lrs, batches, trajectory_points, jobs)
     gen = GenerateOptions(llm=llm, n=n, backend=backend, hosts=hosts, concurrency=concurrency,
                           connect_timeout=connect_timeout, read_timeout=read_timeout,
-                          structured=structured, show_progress=not _quiet())
+                          structured=structured, show_progress=not quiet())
     report = run_all(EmbedOptions(embedder=embedder, features=features), input_csv, study,
-                     out=out, show_progress=not _quiet(), gen=gen, regenerate=regenerate,
+                     out=out, show_progress=not quiet(), gen=gen, regenerate=regenerate,
                      judge_model=judge_llm)
     click.echo(f"report: {report}")
-
-
-def _lr_range(text: str) -> tuple[float, float]:
-    lo, sep, hi = text.partition(":")
-    try:
-        return float(lo), float(hi)
-    except ValueError:
-        raise UserError(f"--lr-range takes LOW:HIGH, e.g. 1e-4:10, got {text!r}") from None
 
 
 @main.command("tune")
@@ -374,8 +365,7 @@ def _lr_range(text: str) -> tuple[float, float]:
 @plugin_option(ensembles=True)
 @option("--budget", default=config.TUNE_BUDGET, show_default=True, type=int,
         help="Learning rates per optimizer, log-spaced over --lr-range (the same for all).")
-@option("--lr-range", default=f"{config.TUNE_LR_RANGE[0]:g}:{config.TUNE_LR_RANGE[1]:g}",
-        show_default=True, help="LOW:HIGH of the learning-rate grid.")
+@lr_range_option()
 @option("--tune-seeds", default=config.TUNE_SEEDS, show_default=True, type=int,
         help="Seeds per learning rate while tuning.")
 @option("--final-seeds", default=config.TUNE_FINAL_SEEDS, show_default=True, type=int,
@@ -391,11 +381,8 @@ def _lr_range(text: str) -> tuple[float, float]:
         show_default=True,
         help="Choose each rate by the validation loss (what generalises) or by the "
              "training loss (how well it optimizes; the original study's claims).")
-@option("--scheduler", default=None, metavar="ADDRESS",
-        help=f"Run the trials on a Dask cluster, e.g. tcp://HOST:8786 (default: "
-             f"${config.SCHEDULER_ENV}, else local worker processes).")
-@option("--jobs", "-j", default=None, type=int,
-        help=f"Local worker processes (default: the cores, at most {config.MAX_JOBS}).")
+@scheduler_option()
+@jobs_option()
 @option("--out", type=click.Path(path_type=Path), default=None,
         help="Output dir (default: output/tune/<data dir name>); a rerun resumes it.")
 def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs, val_fraction,
@@ -416,13 +403,13 @@ def tune_cmd(data, optimizers, budget, lr_range, tune_seeds, final_seeds, epochs
     from pipeline.api import tune
 
     names = expand_all(optimizers)
-    tuning = tune(data, names, budget=budget, lr_range=_lr_range(lr_range),
+    tuning = tune(data, names, budget=budget, lr_range=parse_lr_range(lr_range),
                   tune_seeds=tune_seeds, final_seeds=final_seeds, epochs=epochs,
                   val_fraction=val_fraction, target_loss=target_loss,
                   batch_size=parse_per_optimizer(batches, parse_batch_size, "--batch-size",
                                                  names),
                   select=select, scheduler=scheduler, jobs=jobs, out=out,
-                  progress=not _quiet())
+                  progress=not quiet())
     click.echo(f"report: {tuning.path / 'report.md'}")
 
 
@@ -501,7 +488,7 @@ def curve_cmd(input_csv, sizes, features, optimizers, seeds, epochs, embedder, j
     opts = CurveOptions(sizes=sizes, features=tuple(dict.fromkeys(features)),
                         optimizers=tuple(dict.fromkeys(optimizers)), seeds=seeds, epochs=epochs,
                         embed=EmbedOptions(embedder=embedder), jobs=jobs)
-    out_dir = curve(input_csv, opts, out, show_progress=not _quiet())
+    out_dir = curve(input_csv, opts, out, show_progress=not quiet())
     click.echo(f"report: {out_dir / 'report.md'}")
 
 
@@ -552,5 +539,5 @@ def curate_cmd(input_csv, out, embedder, min_cos, judge_llm, backend, hosts, con
     path, summary = curate(CurateOptions(
         input=input_csv, out=out, embedder=embedder, min_cos=min_cos, judge_model=judge_llm,
         backend=backend, hosts=hosts, concurrency=concurrency, connect_timeout=connect_timeout,
-        read_timeout=read_timeout, structured=structured, show_progress=not _quiet()))
+        read_timeout=read_timeout, structured=structured, show_progress=not quiet()))
     click.echo(f"{summary}\ncurated: {path}")

@@ -6,8 +6,19 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.base import main
-from pipeline.cli.parsing import Names, check_plugins, list_option, optimizer_names, option, plugin_option
+from pipeline.cli.base import main, quiet
+from pipeline.cli.parsing import (
+    Names,
+    check_plugins,
+    jobs_option,
+    list_option,
+    lr_range_option,
+    optimizer_names,
+    option,
+    parse_lr_range,
+    plugin_option,
+    scheduler_option,
+)
 from pipeline.core import config
 
 
@@ -45,15 +56,11 @@ def _list_workloads() -> str:
              f"{config.SUITE_N_TUNE_SEEDS} seeds.")
 @option("--final-seeds", default=None, type=int,
         help="Fresh seeds for each chosen rate (default: 5; 10 for large).")
-@option("--lr-range", default=f"{config.TUNE_LR_RANGE[0]:g}:{config.TUNE_LR_RANGE[1]:g}",
-        show_default=True, help="LOW:HIGH of the learning-rate grid.")
+@lr_range_option()
 @option("--data-dir", type=click.Path(path_type=Path), default=None,
         help=f"MNIST's four IDX files, for the mnist workload (default: {config.MNIST_DIR}).")
-@option("--scheduler", default=None, metavar="ADDRESS",
-        help=f"Run the trials on a Dask cluster, e.g. tcp://HOST:8786 (default: "
-             f"${config.SCHEDULER_ENV}, else local worker processes).")
-@option("--jobs", "-j", default=None, type=int,
-        help=f"Local worker processes (default: the cores, at most {config.MAX_JOBS}).")
+@scheduler_option()
+@jobs_option()
 @option("--out", type=click.Path(path_type=Path), default=None,
         help="Output dir (default: output/suite/<budget>); a rerun resumes it.")
 def suite_cmd(show_list, workloads, optimizers, budget, final_seeds, lr_range, data_dir,
@@ -76,13 +83,12 @@ def suite_cmd(show_list, workloads, optimizers, budget, final_seeds, lr_range, d
     if show_list:
         click.echo(_list_workloads())
         return
-    from pipeline.cli.study import _lr_range, _quiet
     from pipeline.suite.run import SuiteOptions, suite, suite_optimizers
 
     names = suite_optimizers(optimizers)
     check_plugins(names, ensembles=True)  # 'all' takes in every plug-in
     opts = SuiteOptions(workloads=workloads, optimizers=names, budget=budget,
-                        final_seeds=final_seeds, lr_range=_lr_range(lr_range), data_dir=data_dir,
+                        final_seeds=final_seeds, lr_range=parse_lr_range(lr_range), data_dir=data_dir,
                         scheduler=scheduler, jobs=jobs)
-    out_dir = suite(opts, out, show_progress=not _quiet())
+    out_dir = suite(opts, out, show_progress=not quiet())
     click.echo(f"report: {out_dir / 'report.md'}")
