@@ -247,3 +247,45 @@ def test_a_diverged_final_seed_counts_as_the_worst_value():
     assert out["final"]["time_to_target_s"]["median"] == np.inf  # 2 of 3 never reached it
     assert out["final"]["final_test_loss"]["high"] == np.inf
     assert out["final"]["wall_time_s"]["n"] == 2  # not a score: left out
+
+
+def test_a_folder_of_the_users_is_refused(runner, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    res = qa(runner, "suite", *QUICK, "-o", "adam", "--out", out)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert str(out) in res.output.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_a_missing_mnist_is_said_before_the_qa_sets_are_embedded(runner, tmp_path, monkeypatch):
+    def no_embedding(*a, **k):
+        raise AssertionError("embedded before the MNIST files were looked for")
+
+    monkeypatch.setattr("pipeline.suite.workloads._embedded", no_embedding)
+    res = qa(runner, "suite", "-w", "qa-bundled,mnist", "--data-dir", tmp_path / "nowhere",
+             "-o", "adam", "--budget", "one-shot", "--out", tmp_path / "s")
+    assert "workload mnist: MNIST not found" in res.output.strip().splitlines()[-1], res.output
+
+
+def test_a_run_of_other_cells_adds_to_the_dirs_report(runner, tmp_path):
+    out = tmp_path / "s"
+    common = ["--budget", "2", "--final-seeds", "2", "--jobs", "1", "--out", out]
+    assert qa(runner, "suite", "-w", "quadratic", "-o", "adam", *common).exit_code == 0
+    assert qa(runner, "suite", "-w", "fit-cubic", "-o", "sgd", *common).exit_code == 0
+    suite = json.loads((out / "suite.json").read_text())
+    assert list(suite["workloads"]) == ["fit-cubic", "quadratic"]  # the registry's order
+    assert set(suite["workloads"]["quadratic"]["optimizers"]) == {"adam"}
+    assert set(suite["score"]) == {"adam", "sgd"}
+
+
+def test_the_heatmap_colours_by_rank_so_an_outlier_paints_nothing_alike():
+    from pipeline.suite.figures import normalised_metric
+
+    workload = {"higher_is_better": False, "optimizers": {
+        n: {"final_metric": {"median": v}} for n, v in
+        {"a": 0.6, "b": 1.4, "c": 3.3, "d": 5e11, "e": None}.items()}}
+    norm, raw = normalised_metric(workload, ["a", "b", "c", "d", "e"])
+    np.testing.assert_allclose(norm[:4], [1.0, 2 / 3, 1 / 3, 0.0])
+    assert np.isnan(norm[4]) and raw[3] == 5e11
