@@ -5,19 +5,24 @@ member axis.
 workload as one :class:`MLPEnsemble`, with :func:`models.ensemble_training.train_members`,
 as ``qa tune`` does with ``TanhEnsemble`` for the tanh model: at the suite's small widths and
 batches an update of one MLP is mostly NumPy's per-call overhead, which the S members share.
-The batched products themselves cost what S separate ones do (one BLAS call per member), so
-the gain is smaller than the tanh model's: fit-cubic's 36 trials train ~3.5x faster than 36
-separate runs (benchmarks/mlp_ensemble.py).
+The batched products themselves cost what S separate ones do (one BLAS call per member), as
+do Adam's passes over the weights and the per-epoch evaluation, so the gain is smaller than
+the tanh model's: fit-cubic's 36 trials train ~3.7-3.9x faster than 36 separate runs
+(benchmarks/mlp_ensemble.py).
 
 Member s starts from exactly the weights of ``MLP(sizes, ..., seed=seeds[s])`` and its
 gradient is that MLP's on the same batch, so with ``train_members`` it ends where a separate
 ``train`` run ends, up to floating-point rounding (tests/test_mlp_ensemble.py checks it for
 every optimizer).
 
-Layout: every parameter is stored 2-D, of shape (S, n), member s's ``W`` flattened row-major
-into row s, so the optimizers' per-member learning rates of shape (S, 1) broadcast over it;
-the passes read reshaped views, ``W`` as (S, fan_in, fan_out) and ``b`` as (S, 1, fan_out),
-which copy nothing. A batch is per member, ``X`` of shape (S, B, D) (each member's own
+Layout: the parameters live in one (S, P) array, :attr:`MLPEnsemble.flat`, member s's in
+row s: every weight matrix flattened row-major, then every bias. Each parameter is an (S, n)
+view of it (:attr:`~MLPEnsemble.params`, named as the MLP's), so the optimizers' per-member
+learning rates of shape (S, 1) broadcast over it, and an elementwise optimizer steps on just
+two views, all the weights and all the biases (:attr:`~MLPEnsemble.groups`), which keeps the
+biases apart for weight decay. The passes read reshaped views, ``W`` as (S, fan_in, fan_out)
+and ``b`` as (S, 1, fan_out), which copy nothing; the gradients are written into one (S, P)
+array of the same layout. A batch is per member, ``X`` of shape (S, B, D) (each member's own
 shuffled rows, as ``train_members`` gathers them), or shared, ``X`` of shape (B, D) (the
 full batch, or evaluation), which the first product broadcasts over the members.
 """
@@ -31,12 +36,15 @@ from models.mlp import MLP
 Params = dict[str, np.ndarray]
 
 
-def _product(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """``A @ B`` on stacked operands. Over an inner dimension of 1 (a 1-input net's first
-    layer, a 1-output net's last dX, batch size 1's dW) it is an outer product, computed as
-    the broadcast multiply it is: the same values (one rounded product each), ~3x faster than
-    NumPy's batched matmul, which makes one BLAS call per member (36 x (32, 1) @ (1, 64))."""
-    return A * B if A.shape[-1] == 1 else A @ B
+def _product(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``A @ B`` on stacked operands (into ``out`` if given). Over an inner dimension of 1
+    (a 1-input net's first layer, a 1-output net's last dX, batch size 1's dW) it is an
+    outer product, computed as the broadcast multiply it is: the same values (one rounded
+    product each), ~3x faster than NumPy's batched matmul, which makes one BLAS call per
+    member (36 x (32, 1) @ (1, 64))."""
+    if A.shape[-1] == 1:
+        return np.multiply(A, B, out=out)
+    return np.matmul(A, B, out=out)
 
 
 class MLPEnsemble:
@@ -75,17 +83,40 @@ class MLPEnsemble:
         self.loss_fn, self.classification = first.loss_fn, first.classification
         self.acts = [layer.act for layer in first.layers]  # stateless: shared by the members
         self.shapes = {k: p.shape for k, p in first.params.items()}  # one member's
-        self.params: Params = {k: np.stack([m.params[k].ravel() for m in members])
-                               for k in first.params}  # (S, n) each
+        # one member's row of the flat buffer: every weight matrix, then every bias
+        names = sorted(first.params, key=lambda k: (k[0] != "W", int(k[1:])))
+        ends = np.cumsum([first.params[k].size for k in names])
+        self._columns = {k: slice(int(e) - first.params[k].size, int(e))
+                         for k, e in zip(names, ends, strict=True)}
+        self._n_weights = sum(first.params[k].size for k in names if k.startswith("W"))
+        self.flat = np.empty((len(self.seeds), int(ends[-1])), self.dtype)
+        for k in first.params:
+            self.flat[:, self._columns[k]] = np.stack([m.params[k].ravel() for m in members])
+        self.params: Params = self._named(self.flat)  # (S, n) views, in the MLP's order
+        self.groups: Params = self._grouped(self.flat)
         self._views: dict[tuple, list] = {}  # see _layers
+        self._pool: dict[tuple, np.ndarray] = {}  # see _buffer
 
     @property
     def n_members(self) -> int:
         return len(self.seeds)
 
     def no_decay(self) -> frozenset[str]:
-        """The biases, as :meth:`models.mlp.MLP.no_decay`."""
-        return frozenset(k for k in self.params if k.startswith("b"))
+        """The biases, as :meth:`models.mlp.MLP.no_decay`: by name, and the ``"biases"``
+        group of :attr:`groups`."""
+        return frozenset(k for k in self.params if k.startswith("b")) | {"biases"}
+
+    def _named(self, flat: np.ndarray) -> Params:
+        """Each parameter of an (S, P) buffer laid out as :attr:`flat`: (S, n) views."""
+        return {k: flat[:, self._columns[k]] for k in self.shapes}
+
+    def _grouped(self, flat: np.ndarray) -> Params:
+        """The two groups of an (S, P) buffer laid out as :attr:`flat`: ``weights`` (every
+        weight matrix) and ``biases``, (S, n) views. An elementwise optimizer steps on these
+        two instead of the 2L parameters: the same values, in a third of its NumPy calls
+        (fit-cubic's 36 members: Adam's step 470 -> 340 us)."""
+        w = self._n_weights
+        return {"weights": flat[:, :w], "biases": flat[:, w:]}
 
     def member(self, s: int) -> MLP:
         """An :class:`~models.mlp.MLP` holding a copy of member s's current weights."""
@@ -120,16 +151,42 @@ class MLPEnsemble:
         ``cache`` : a list to append each layer's input and the last output to (the backward
         pass reads them).
         """
+        return self._forward(X, params, cache, pooled=False)
+
+    def _forward(self, X: np.ndarray, params: Params | None, cache: list | None,
+                 pooled: bool) -> np.ndarray:
+        """:meth:`forward`; ``pooled``: each layer's output goes into a buffer of
+        :meth:`_buffer`, which the next pooled pass of the same shape overwrites."""
         A = X.astype(self.dtype, copy=False)
-        for (W, b), act in zip(self._layers(params or self.params), self.acts, strict=True):
+        S = self.n_members
+        for i, ((W, b), act) in enumerate(zip(self._layers(params or self.params), self.acts,
+                                              strict=True)):
             if cache is not None:
                 cache.append(A)
-            Z = _product(A, W)  # (S, B, fan_out): (B, in) or (S, B, in) @ (S, in, out)
+            out = self._buffer(("Z", i), (S, A.shape[-2], W.shape[-1])) if pooled else None
+            Z = _product(A, W, out=out)  # (S, B, fan_out): (B, in) or (S, B, in) @ (S, in, out)
             Z += b
             A = act.forward(Z)  # may work in Z's memory (ours)
         if cache is not None:
             cache.append(A)
         return A
+
+    def _buffer(self, tag: tuple | str, shape: tuple[int, ...]) -> np.ndarray:
+        """A work array of ``shape`` kept for the next pass that asks for the same ``tag``.
+
+        Training and evaluation write every layer's activations, its back-propagated
+        gradient and the gradients into these instead of new arrays: an array above glibc's
+        mmap threshold (128 KiB to begin with; fit-cubic's (36, 32, 64) activations are
+        295 KiB) is given back to the kernel when freed and faults its pages in again when
+        the next one is made, ~64,000 page faults and ~10% of fit-cubic's 36-member training
+        (benchmarks/mlp_ensemble.py)."""
+        key = (tag, shape)
+        buf = self._pool.get(key)
+        if buf is None:
+            if len(self._pool) >= 64:  # shapes seen once (an odd last batch) do not pile up
+                self._pool.clear()
+            buf = self._pool[key] = np.empty(shape, self.dtype)
+        return buf
 
     def loss(self, X: np.ndarray, y: np.ndarray, params: Params | None = None) -> np.ndarray:
         """Each member's loss on the batch, shape (S,) (what a line search evaluates).
@@ -138,26 +195,34 @@ class MLPEnsemble:
         """
         return self.loss_fn.forward_members(self.forward(X, params), y)
 
-    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, Params]:
-        """Each member's loss, shape (S,), and gradients shaped as :attr:`params`; member s's
-        are the MLP's on its batch (``X`` (S, B, D) and ``y`` (S, B[, K])) or on the shared
-        one (``X`` (B, D) and ``y`` (B[, K])).
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray,
+                       grouped: bool = False) -> tuple[np.ndarray, Params]:
+        """Each member's loss, shape (S,), and gradients shaped as :attr:`params` (as
+        :attr:`groups` with ``grouped``); member s's are the MLP's on its batch (``X``
+        (S, B, D) and ``y`` (S, B[, K])) or on the shared one (``X`` (B, D) and ``y``
+        (B[, K])). The gradients are views of one (S, P) buffer laid out as :attr:`flat`,
+        which the products write into and the next call overwrites (see :meth:`_buffer`).
         """
         S, cache = self.n_members, []
-        out = self.forward(X, cache=cache)
+        flat_grad = self._buffer("grad", self.flat.shape)
+        grads = self._named(flat_grad)
+        out = self._forward(X, None, cache, pooled=True)
         losses, dA = self.loss_fn.forward_backward_members(out, y)
         dA = dA.astype(self.dtype, copy=False)  # float64 targets give a float64 residual
         layers = self._layers(self.params)
         ones = np.ones(dA.shape[1], dA.dtype)  # sums the batch by gemv (see db below)
-        grads: Params = {}
         for i in range(len(layers) - 1, -1, -1):
             dZ = self.acts[i].backward(dA, cache[i + 1])  # (S, B, out); may overwrite dA
-            dW = _product(cache[i].swapaxes(-1, -2), dZ)  # (S, in, B) or (in, B) @ (S, B, out)
-            grads[f"W{i}"] = dW.reshape(S, -1)  # (S, in * out), a view
-            grads[f"b{i}"] = ones @ dZ  # (B,) @ (S, B, out) -> (S, out): 6x dZ.sum(axis=1)
+            # (S, in, B) or (in, B) @ (S, B, out), written into the member rows of W{i}
+            _product(cache[i].swapaxes(-1, -2), dZ,
+                     out=grads[f"W{i}"].reshape(S, *self.shapes[f"W{i}"]))
+            # (B,) @ (S, B, out) -> (S, out): 6x faster than dZ.sum(axis=1)
+            np.matmul(ones, dZ, out=grads[f"b{i}"])
             if i > 0:
-                dA = _product(dZ, layers[i][0].swapaxes(-1, -2))  # (S, B, out) @ (S, out, in)
-        return losses, grads
+                W = layers[i][0]  # (S, in, out)
+                dA = _product(dZ, W.swapaxes(-1, -2),  # (S, B, out) @ (S, out, in)
+                              out=self._buffer(("dA", i), (S, dZ.shape[-2], W.shape[-2])))
+        return losses, (self._grouped(flat_grad) if grouped else grads)
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, X: np.ndarray, y: np.ndarray,
@@ -173,13 +238,13 @@ class MLPEnsemble:
         rows = max(1, batch_size // S)
         total, hits, outs = np.zeros(S), np.zeros(S), []
         for i in range(0, n, rows):
-            out = self.forward(X[i:i + rows])  # (S, rows, K)
+            out = self._forward(X[i:i + rows], None, None, pooled=True)  # (S, rows, K)
             yb = y[i:i + rows]
             total += self.loss_fn.forward_members(out, yb) * out.shape[1]
             if self.classification:
                 hits += np.count_nonzero(out.argmax(axis=-1) == yb, axis=1)
             else:
-                outs.append(out)
+                outs.append(out.copy())  # the next pass writes into out
         if self.classification:
             return total / n, hits / n
         return total / n, r2_members(y, np.concatenate(outs, axis=1))

@@ -46,6 +46,12 @@ class Optimizer:
     """
 
     needs_loss_fn = False  # True for optimizers that evaluate the loss (line search)
+    # True when each element's step depends only on that element's p, g, state and lr (every
+    # built-in but the line search): the step on several parameters concatenated is then the
+    # steps on each, so an ensemble may hand it its weights and biases as two arrays
+    # (models.mlp_ensemble.MLPEnsemble.groups) instead of one per layer. A plug-in that
+    # computes a norm or another statistic over a parameter keeps the default, False.
+    elementwise = False
 
     def __init__(self, lr: float | np.ndarray) -> None:
         if not (np.all(np.asarray(lr) > 0) and np.all(np.isfinite(lr))):
@@ -190,6 +196,8 @@ class GD(Optimizer):
     it full batch.
     """
 
+    elementwise = True
+
     def __init__(self, lr: float = 0.1, weight_decay: float = 0.0) -> None:
         super().__init__(lr)
         self.weight_decay = weight_decay
@@ -212,6 +220,8 @@ class SGD(Optimizer):
         d = g + momentum * b  if nesterov else b
         theta -= lr * d
     """
+
+    elementwise = True
 
     def __init__(
         self,
@@ -257,6 +267,8 @@ class Adam(Optimizer):
     eps is added to the bias-corrected ``sqrt(v_hat)``, not folded into the step size as
     scikit-learn does; the two forms are not numerically equal.
     """
+
+    elementwise = True
 
     decoupled = False  # AdamW overrides: decay the weights directly instead of via g
 
@@ -336,6 +348,8 @@ class RMSprop(Optimizer):
         b = momentum * b + g / d;  theta -= lr * b    (momentum > 0)
         theta -= lr * g / d                            (otherwise)
     """
+
+    elementwise = True
 
     def __init__(
         self,
@@ -449,6 +463,8 @@ class Adagrad(Optimizer):
     eps is added outside the sqrt, as torch does; the step size only shrinks, through ``s``.
     """
 
+    elementwise = True
+
     def __init__(
         self,
         lr: float = 1e-2,
@@ -496,6 +512,8 @@ class Adadelta(Optimizer):
     The paper has no ``lr`` (torch's default 1.0 is the paper's rule); ``u`` accumulates the
     unscaled ``d``, so ``lr`` scales the step without changing the state, as in torch.
     """
+
+    elementwise = True
 
     def __init__(
         self,
@@ -552,6 +570,8 @@ class Adamax(Optimizer):
     at least eps and the division safe.
     """
 
+    elementwise = True
+
     def __init__(
         self,
         lr: float = 2e-3,
@@ -600,6 +620,8 @@ class NAdam(Optimizer):
     weighs the gradient against the moment. ``P_t`` is kept in float64 (torch keeps it in
     its default dtype, float32).
     """
+
+    elementwise = True
 
     def __init__(
         self,
@@ -674,6 +696,8 @@ class RAdam(Optimizer):
     beta2 = 0.999) the step is SGD with bias-corrected momentum. As torch, eps is added to
     sqrt(v), not to the bias-corrected sqrt(v_hat) as in Adam.
     """
+
+    elementwise = True
 
     def __init__(
         self,
