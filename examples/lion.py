@@ -36,6 +36,8 @@ class Lion(Optimizer):
         The paper's lambda (default 0).
     """
 
+    elementwise = True  # each coordinate's step uses only its own p, g, m (docs/plugins.md)
+
     def __init__(self, lr: float | np.ndarray = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0) -> None:
         super().__init__(lr)
