@@ -11,7 +11,8 @@ BLAS thread (as ``qa tune``'s workers run). The ensemble runs as ``qa suite`` ru
 the per-update gradient norms its trial records do not use, and once more with them (``train``
 always computes them). Prints the best of ``--repeats`` of each in float32 (goal: speed-up
 >= 5x), then the largest difference of final weights between (a) and (b) in one float64 run
-(they should agree to rounding).
+(they should agree to rounding), and the time of the work an ensemble cannot shed, each part
+alone (``floor_parts``), against the time 5x allows.
 """
 
 from __future__ import annotations
@@ -71,6 +72,43 @@ def separate_runs(X, y, cfg: TrainConfig, dtype) -> list[MLP | None]:
     return out
 
 
+def floor_parts(X, y, cfg: TrainConfig) -> dict[str, float]:
+    """Seconds of the work an ensemble run cannot shed, each timed alone (float32): the
+    batched matrix products of its updates (the same products as the separate runs, one BLAS
+    call per member), Adam's steps over the stacked parameters, and the per-epoch evaluations
+    on the training rows (which every separate run does too). The activations, biases, loss,
+    batch gathering and Python come on top."""
+    S, B, H = len(TRIALS), cfg.batch_size, SIZES[1]
+    updates = cfg.epochs * -(-len(X) // B)
+    model = MLPEnsemble(SIZES, [s for _, s in TRIALS], activation="relu", loss="mse")
+    W0, W1, W2 = (model.params[f"W{i}"].reshape(S, *model.shapes[f"W{i}"]) for i in range(3))
+    rng = np.random.default_rng(0)
+    Xb, A1, A2 = (rng.standard_normal((S, B, d)).astype(np.float32) for d in (1, H, H))
+    dZ0, dZ1, dZ2 = (rng.standard_normal((S, B, d)).astype(np.float32) for d in (H, H, 1))
+
+    def products():
+        for _ in range(updates):
+            Xb * W0, A1 @ W1, A2 @ W2  # forward (the 1-wide input's product is an outer one)
+            A2.swapaxes(-1, -2) @ dZ2, dZ2 * W2.swapaxes(-1, -2)  # backward, layer by layer
+            A1.swapaxes(-1, -2) @ dZ1, dZ1 @ W1.swapaxes(-1, -2)
+            Xb.swapaxes(-1, -2) @ dZ0
+
+    lrs = np.array([lr for lr, _ in TRIALS], dtype=np.float32)[:, None]
+    grads = {k: 1e-3 * rng.standard_normal(g.shape).astype(np.float32)
+             for k, g in model.groups.items()}
+
+    def adam():
+        opt = make_optimizer("adam", lr=lrs)
+        for _ in range(updates):
+            opt.step(model.groups, grads)
+
+    def evaluations():
+        for _ in range(cfg.epochs + 1):
+            model.evaluate(X, y)
+
+    return {"products": timed(products), "adam": timed(adam), "evaluations": timed(evaluations)}
+
+
 def timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -91,6 +129,8 @@ def main() -> None:
             ens.append(timed(lambda: ensemble_run(X, y, cfg, np.float32)))
             ens_norms.append(timed(lambda: ensemble_run(X, y, cfg, np.float32, grad_norm=True)))
             sep.append(timed(lambda: separate_runs(X, y, cfg, np.float32)))
+        parts = min((floor_parts(X, y, cfg) for _ in range(args.repeats)),
+                    key=lambda p: sum(p.values()))
         X64, y64 = cubic_data(args.rows, np.float64)
         t = time.perf_counter()
         joint = ensemble_run(X64, y64, cfg, np.float64)
@@ -112,6 +152,10 @@ def main() -> None:
           f"{min(sep) / min(ens_norms):.1f}x recording the gradient norms that train() records; "
           f"float64: max |final weight difference| {diff:.2e} over the {len(TRIALS) - n_div} "
           "trials that did not diverge")
+    print(f"the ensemble's unavoidable work, each part timed alone (best of {args.repeats}): "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+          + f" = {sum(parts.values()):.2f} s, against {min(sep) / 5:.2f} s for 5x "
+          "(activations, biases, loss and bookkeeping come on top)")
 
 if __name__ == "__main__":
     main()
