@@ -320,3 +320,40 @@ def test_full_disk_temp_files_of_qa_train_are_removed_on_the_next_run(processed,
              "-j", "1", "--out", run)
     assert res.exit_code == 0, res.output
     assert not stale.exists()
+
+
+# ------------------------------------------------------------- click's own usage errors
+@pytest.mark.parametrize("args,words", [
+    (["train", "-o", "adma"], ["'adma' is not one of", "did you mean adam?", "--plugin FILE.py",
+                               "train --help`)"]),
+    (["suite", "-w", "quadratc"], ["did you mean quadratic?", "suite --help`)"]),
+    (["fit", "cubic", "--optimizer", "lion"], ["'lion' is not one of", "--plugin FILE.py"]),
+    (["mnist", "train", "--bogus"], ["No such option '--bogus'", "mnist train --help`)"]),
+    (["nosuch"], ["No such command 'nosuch'", "--help`)"]),
+])
+def test_bad_usage_is_one_line_with_where_to_look(runner, args, words):
+    """click's usage errors came as three lines (Usage, Try, Error); now one, as every other
+    error, naming the command's help (`qa train --help`; the test runner calls the group
+    `main`); a misspelt optimizer suggests the nearest name (difflib
+    alone offered adamax for adma) and says how a plug-in loads."""
+    res = qa(runner, *args)
+    assert len(res.output.strip().splitlines()) == 1, res.output
+    one_line_error(res, *words)
+
+
+def test_a_file_given_as_the_data_dir_is_named_as_such(runner, tmp_path):
+    f = tmp_path / "pairs.csv"
+    f.write_text("q,a\n")
+    one_line_error(qa(runner, "train", "--data", f), f"data dir {f} is not a directory")
+    one_line_error(qa(runner, "train", "--data", tmp_path / "none"), "does not exist")
+
+
+def test_plugin_help_shows_the_commands_own_optimizer_option(runner):
+    """qa fit and qa mnist name their optimizer with --optimizer only (no -o)."""
+    for args, example in ((["fit", "--help"], "--optimizer lion"),
+                          (["mnist", "train", "--help"], "--optimizer lion"),
+                          (["mnist", "sweep", "--help"], "--optimizer lion"),
+                          (["suite", "--help"], "-o lion")):
+        res = qa(runner, *args)
+        text = " ".join(res.output.split())
+        assert res.exit_code == 0 and f"--plugin examples/lion.py {example};" in text, args

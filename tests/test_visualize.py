@@ -232,3 +232,21 @@ def test_report_flags_other_epochs_and_recorded_timing(processed, tmp_path, runn
     assert "**Timed under different conditions**" in report
     assert "a run alone has the machine to itself" in report
     assert "Different numbers of seeds" not in report
+
+
+@pytest.mark.slow
+def test_training_again_removes_the_report_of_the_earlier_results(processed, tmp_path, runner):
+    """The README's Python example after `make demo`, in small: training into a visualized run
+    dir with other seeds and epochs left its report.md and figures describing the old runs
+    beside the new results. Now they go (only visualize's own files), and visualize redraws."""
+    run = tmp_path / "run"
+    _train(runner, processed, run, "-o", "gd,adam", "--seeds", "3", "--epochs", "3")
+    assert "seeds 0, 1, 2" in _report(runner, run)
+    (run / "notes.txt").write_text("mine")
+    _train(runner, processed, run, "-o", "gd,adam", "--seeds", "2", "--epochs", "2")
+    drawn = [f for f in (*FIGURES, "summary_table.md", "report.md", ".visualized")
+             if (run / f).exists()]
+    assert drawn == [] and (run / "notes.txt").read_text() == "mine"
+    report = _report(runner, run)
+    assert "seeds 0, 1 for every optimizer" in report and "seeds 0, 1, 2" not in report
+    assert all((run / f).exists() for f in FIGURES)

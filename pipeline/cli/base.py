@@ -28,6 +28,10 @@ class QAGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except click.exceptions.UsageError as e:  # a bad option or argument: one line too
+            where = e.ctx.command_path if e.ctx is not None else "qa"
+            click.secho(f"error: {e.format_message()} (see `{where} --help`)", err=True, fg="red")
+            sys.exit(e.exit_code)
         except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
             raise
         except Exception as e:

@@ -10,6 +10,7 @@ import click
 from models.activations import ACTIVATIONS
 from pipeline.cli.base import main, quiet
 from pipeline.cli.parsing import (
+    PLUGIN_HINT,
     POSITIVE_FLOAT,
     POSITIVE_INT,
     Names,
@@ -23,7 +24,7 @@ from pipeline.core import config
 from pipeline.core.errors import UserError
 from pipeline.mlp.fit import TASKS as FIT_TASKS
 
-OPTIMIZER = Names(optimizer_names)  # the optimizer registry and its aliases, any case
+OPTIMIZER = Names(optimizer_names, more=PLUGIN_HINT)  # the optimizer registry and its aliases, any case
 HIDDEN_ACTIVATIONS = [a for a in ACTIVATIONS if a != "softmax"]  # softmax is the output's
 
 
@@ -103,7 +104,7 @@ def mnist_group():
 @mnist_group.command("train")
 @layers_option(config.MNIST_LAYERS)
 @optimizer_option(config.MNIST_OPTIMIZER)
-@plugin_option()
+@plugin_option(example="--optimizer lion")
 @option("--lr", default=config.MNIST_LR, show_default=True, type=float,
         help="Learning rate (initial trial step for linesearch).")
 @mnist_model_options
@@ -161,7 +162,7 @@ def mnist_evaluate_cmd(weights, data_dir):
 @click.option("--jobs", "-j", default=config.SWEEP_JOBS, show_default=True, type=int,
               help="Parallel worker processes.")
 @optimizer_option(config.MNIST_OPTIMIZER)
-@plugin_option()
+@plugin_option(example="--optimizer lion")
 @mnist_model_options(batch_size=False)
 @click.option("--out", type=click.Path(path_type=Path), default=config.SWEEP_OUT,
               show_default=True, help="Where sweep.csv and sweep_heatmap.png go.")
@@ -240,7 +241,7 @@ def mnist_compare_cmd(optimizers, lrs, layers, data_dir, download, activation, b
 @click.option("--activation", type=click.Choice(HIDDEN_ACTIVATIONS), default=None,
               help="Hidden activation (default: relu for cubic, tanh otherwise).")
 @optimizer_option(config.FIT_OPTIMIZER)
-@plugin_option()
+@plugin_option(example="--optimizer lion")
 @click.option("--lr", default=config.FIT_LR, show_default=True, type=float, help="Learning rate.")
 @click.option("--batch-size", default=str(config.FIT_BATCH), show_default=True,
               help="Mini-batch size, or 'full' for full batch.")

@@ -60,6 +60,32 @@ def option(*decls, **kw):
     return click.option(*decls, cls=Opt, **kw)
 
 
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of
+    two neighbours ("adma" is one from "adam"), each costing 1."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def closest(word: str, choices: list[str]) -> str | None:
+    """The choice a typo of ``word`` most likely meant: the fewest edits (at most a third of
+    the word's length, and at least one allowed), ties broken by difflib's similarity; None
+    when nothing is that close. difflib alone prefers 'adamax' to 'adam' for 'adma'."""
+    limit = max(1, len(word) // 3)
+    scored = [(_edits(word, c), -difflib.SequenceMatcher(None, word, c).ratio(), c)
+              for c in choices]
+    best = min(scored, default=None)
+    if best is not None and best[0] <= limit:
+        return best[2]
+    close = difflib.get_close_matches(word, choices, n=1)
+    return close[0] if close else None
+
+
 class Names(click.ParamType):
     """One name from a registry, in any case; the registry's spelling comes out.
 
@@ -69,8 +95,9 @@ class Names(click.ParamType):
 
     name = "name"
 
-    def __init__(self, names: Callable[[], Iterable[str]], extra: Iterable[str] = ()) -> None:
-        self.names, self.extra = names, tuple(extra)
+    def __init__(self, names: Callable[[], Iterable[str]], extra: Iterable[str] = (),
+                 more: str = "") -> None:
+        self.names, self.extra, self.more = names, tuple(extra), more
 
     def choices(self) -> list[str]:
         return list(dict.fromkeys([*self.names(), *self.extra]))
@@ -80,9 +107,10 @@ class Names(click.ParamType):
         by_key = {c.lower(): c for c in choices}
         found = by_key.get(str(value).strip().lower())
         if found is None:
-            close = difflib.get_close_matches(str(value).lower(), list(by_key), n=1)
-            hint = f" (did you mean {by_key[close[0]]}?)" if close else ""
-            self.fail(f"{value!r} is not one of {', '.join(choices)}{hint}", param, ctx)
+            close = closest(str(value).strip().lower(), list(by_key))
+            hint = f" (did you mean {by_key[close]}?)" if close else ""
+            self.fail(f"{value!r} is not one of {', '.join(choices)}{hint}{self.more}",
+                      param, ctx)
         return found
 
     def get_metavar(self, param, ctx=None) -> str:
@@ -177,10 +205,11 @@ def study_optimizer_names() -> list[str]:
 
 
 # ----------------------------------------------------------------------------- plug-ins
+PLUGIN_HINT = "; an optimizer of your own: add --plugin FILE.py"
 PLUGIN_HELP = ("A Python file whose @register_optimizer(\"name\") classes become optimizers "
-               "of this command, e.g. --plugin examples/lion.py -o lion; repeatable. Installed "
-               "packages' entry points (group qa_optim.optimizers) load by themselves. See "
-               "docs/plugins.md.")
+               "of this command, e.g. --plugin examples/lion.py {example}; repeatable. "
+               "Installed packages' entry points (group qa_optim.optimizers) load by themselves. "
+               "See docs/plugins.md.")
 
 
 def _load_plugins(ctx: click.Context, param: click.Parameter, files: tuple[str, ...]) -> None:
@@ -213,8 +242,11 @@ def _named(value) -> list[str]:
     return [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
 
 
-def plugin_option(names: Iterable[str] = ("optimizers", "optimizer"), ensembles: bool = False):
-    """``--plugin FILE.py`` (repeatable) for a command that takes optimizer names.
+def plugin_option(names: Iterable[str] = ("optimizers", "optimizer"), ensembles: bool = False,
+                  example: str = "-o lion"):
+    """``--plugin FILE.py`` (repeatable) for a command that takes optimizer names; ``example``
+    is how the help shows the command naming the plug-in (``--optimizer lion`` where there is
+    no ``-o``).
 
     Put it under the command's decorator, beside its optimizer option::
 
@@ -239,7 +271,8 @@ def plugin_option(names: Iterable[str] = ("optimizers", "optimizer"), ensembles:
             return command(*args, **kwargs)
 
         return option("--plugin", "plugins", multiple=True, metavar="FILE.py", is_eager=True,
-                      expose_value=False, callback=_load_plugins, help=PLUGIN_HELP)(run)
+                      expose_value=False, callback=_load_plugins,
+                      help=PLUGIN_HELP.format(example=example))(run)
 
     return decorate
 

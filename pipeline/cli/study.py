@@ -13,6 +13,7 @@ import click
 
 from pipeline.cli.base import RegistryHelpCommand, main, quiet
 from pipeline.cli.parsing import (
+    PLUGIN_HINT,
     Names,
     Size,
     expand_all,
@@ -50,7 +51,7 @@ def optimizers_option(what: str, default=("all",), extra=("all",)):
     """``-o``: optimizers from the registry, repeatable or comma-separated."""
     every = f"; 'all' for {', '.join(config.STUDY_OPTIMIZERS)}" if extra else ""
     return list_option("--optimizer", "-o", "optimizers",
-                       item=Names(study_optimizer_names, extra=extra), default=default,
+                       item=Names(study_optimizer_names, extra=extra, more=PLUGIN_HINT), default=default,
                        show_default=True,
                        help=f"Optimizers {what}, repeatable or comma-separated (any case){every}.")
 

@@ -8,6 +8,7 @@ import click
 
 from pipeline.cli.base import main, quiet
 from pipeline.cli.parsing import (
+    PLUGIN_HINT,
     Names,
     check_plugins,
     jobs_option,
@@ -45,7 +46,8 @@ def _list_workloads() -> str:
              default=("all",), show_default=True,
              help="Workloads, repeatable or comma-separated; 'all' for every one (see --list).")
 @list_option("--optimizers", "--optimizer", "-o", "optimizers",
-             item=Names(optimizer_names, extra=("all",)), default=("all",), show_default=True,
+             item=Names(optimizer_names, extra=("all",), more=PLUGIN_HINT), default=("all",),
+             show_default=True,
              help="Optimizers, repeatable or comma-separated (any case); 'all' for every one "
                   "registered, plug-ins included (qa train's and qa tune's 'all' is the "
                   "study's six).")

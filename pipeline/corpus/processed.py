@@ -99,7 +99,9 @@ def load_processed(path: Path) -> Dataset:
     """
     path = Path(path)
     if not path.is_dir():
-        raise UserError(f"data dir {path} does not exist; run `qa embed` first or pass --data DIR")
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise UserError(f"data dir {path} {what}; run `qa embed` first or pass --data DIR "
+                        "(a dir `qa embed` wrote)")
     arrs = {}
     for name in ARRAYS:
         f = path / f"{name}.npy"

@@ -177,9 +177,30 @@ def run_study(
         _train_and_land(todo, study, ds, run_dir, fingerprint, show_progress)
     with run_lock(run_dir):
         write_summary(run_dir, _summary_extra(ds, fingerprint))
+        if todo:
+            drop_stale_report(run_dir)
     if latest:
         write_latest(config.RUNS_DIR, run_dir)
     return run_dir
+
+
+def drop_stale_report(run_dir: Path) -> None:
+    """Remove the report, summary table and figures `qa visualize` drew before this training
+    replaced some of the results, so that no report.md describes other seeds or epochs than
+    the results beside it; `qa visualize` draws them again. Only files of visualize's own
+    names go, in a dir this command owns (open_run_dir checked it)."""
+    from pipeline.study.visualize import FIGURES, STAMP
+
+    if not (run_dir / STAMP).exists() and not (run_dir / "report.md").exists():
+        return
+    drawn = (*FIGURES, "summary_table.md", "report.md", STAMP)
+    gone = [run_dir / name for name in drawn if (run_dir / name).is_file()]
+    for f in gone:
+        f.unlink()
+    figures = sum(f.name in FIGURES for f in gone)
+    if len(gone) > 1 or figures:
+        log.info("removed the report and figures (%d) that %s held of its earlier results; "
+                 "`qa visualize` draws them for these", figures, run_dir)
 
 
 def _tasks(todo: list[tuple[str, dict]], seeds: int, ds: Dataset) -> list[tuple]:
