@@ -198,6 +198,38 @@ def test_compare_gives_every_optimizer_the_same_weights_and_batches(mnist_subset
         assert (tmp_path / "c" / f).exists()
 
 
+def test_the_compare_curves_legend_covers_no_panel(tmp_path, saved):
+    """The legend sits below the four panels, outside every axes, so it can cover no curve
+    (inside the top-left panel it covered SGD's train line at epochs 4.5-5 in
+    docs/mnist_compare_curves.png), and it names every optimizer and both line styles, every
+    text inside the saved canvas."""
+    from pipeline.core.plotting import texts_outside_canvas
+    from pipeline.mlp.compare import _figures
+
+    epochs = list(range(11))
+    curves = {}
+    for k, name in enumerate(("sgd", "linesearch")):  # the docs figure's shape: 10 epochs
+        loss = [2.3 / (1 + (1.5 - k / 2) * e) for e in epochs]
+        acc = [0.1 + 0.88 * (1 - 1 / (1 + e)) for e in epochs]
+        curves[name] = {"epoch": epochs, "wall_time_s": [1.5 * (1 + k) * e for e in epochs],
+                        "train_loss": loss, "val_loss": [v * 1.1 for v in loss],
+                        "train_acc": acc, "val_acc": [v * 0.99 for v in acc],
+                        "steps": {e: [0.5, 0.5] for e in epochs[1:]} if k else {}}
+    _figures(tmp_path, curves)
+    (_, fig, size), _ = saved  # the curves (four panels), then the step histogram
+    assert len(fig.axes) == 4
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["sgd", "linesearch", "validation",
+                                                          "train"]
+    renderer = fig._get_renderer()
+    fig.draw(renderer)
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:  # not even the padding of a panel: no curve can lie under it
+        assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+    assert not texts_outside_canvas(fig, size)
+
+
 def test_a_schedule_scales_the_line_search_as_documented(mnist_subset):
     """cosine: each epoch's first trial step is the constant run's, times the schedule's
     factor (checked through the optimizer's lr as the loop sets it)."""

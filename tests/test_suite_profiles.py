@@ -1,6 +1,6 @@
 """The suite's aggregation (performance profiles, AlgoPerf's score, its bootstrap interval,
-ranks, one-shot against tuned) on numbers worked out by hand, and its three figures drawn
-from a hand-made summary with every text inside the saved canvas."""
+ranks, one-shot against tuned) on numbers worked out by hand, and its three figures and its
+report's words drawn from a hand-made summary, every text inside the saved canvas."""
 
 from __future__ import annotations
 
@@ -228,6 +228,59 @@ def test_the_three_figures(tmp_path, saved):
     assert legend[0].startswith(f"{best}: ") and len(legend) == 5  # 4 optimizers and tau_max
     cells = _texts(saved[1][1])
     assert cells.count("× diverged") == 1 and "0.001" in cells and "0.62" in cells
+
+
+def test_the_lr_figure_says_the_circle_is_chosen_by_validation_loss(tmp_path, saved):
+    """The y axis is the workload's metric (accuracy on mnist), but the suite chooses by the
+    lowest median validation loss: the circle's legend entry says so (docs/suite_lr_mnist.png
+    circled GD at 0.1 with its lr-1 point higher, and said only "the chosen rate")."""
+    from pipeline.suite.protocol import SELECT
+    from pipeline.suite.run import problem_for
+    from pipeline.suite.workloads import WORKLOADS
+
+    # the rule the label names is the one the suite runs, on every workload
+    assert SELECT["val"] == "final_val_loss"
+    assert {problem_for(w, ("adam",)).select for w in WORKLOADS.values()} == {"val"}
+    suite = json.loads(json.dumps(profiles.jsonable(hand_made_suite())))
+    figures.lr_sensitivity_figure(suite, "mnist", tmp_path / "lr_mnist.png")
+    (_, fig, size), = saved
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("chosen rate" in t and "lowest median validation loss" in t for t in legend), legend
+    assert not texts_outside_canvas(fig, size)
+
+
+def test_the_report_says_a_seed_reaches_the_target_at_any_epoch():
+    """A seed counts as reaching the target if any epoch's test metric crossed it (the
+    protocol's first crossing), so a median final accuracy below the target can sit beside
+    100%: the column's header and a note under every workload's table say what it counts."""
+    from pipeline.suite import report
+
+    suite = hand_made_suite()
+    mom = suite["workloads"]["mnist"]["optimizers"]["momentum"]
+    mom["final_metric"] = {"median": 0.85, "ci": [0.84, 0.86]}  # below the target 0.9 ...
+    mom["time_to_target_s"] = {"median": 25.0, "ci": [24.0, 26.0]}
+    mom["reached"] = 1.0  # ... yet every seed crossed it at some epoch
+    hib = {w: e["higher_is_better"] for w, e in suite["workloads"].items()}
+    tuned = {w: {o: c["final_metric"]["median"] for o, c in e["optimizers"].items()}
+             for w, e in suite["workloads"].items()}
+    for e in suite["workloads"].values():
+        e.update(summary="a workload", epochs=3, batch_size=64)
+        for c in e["optimizers"].values():
+            c.update(diverged=0, updates_to_target=c["time_to_target_s"])
+    suite["budget"] = {"grid": suite["workloads"]["mnist"]["grid"], "tune_seeds": 2,
+                       "final_seeds": 5}
+    suite["ranks"] = profiles.rank_table(tuned, hib)
+    suite["one_shot_sentence"] = profiles.one_shot_sentence(
+        profiles.one_shot_vs_tuned(tuned, tuned, hib))
+    text = report.report_text(json.loads(json.dumps(profiles.jsonable(suite))))
+    mnist = text[text.index("## mnist"):text.index("## quad")]
+    row = next(line for line in mnist.splitlines() if line.startswith("| momentum |"))
+    assert "0.85 [" in row and "| 100% |" in row  # the case a reader took for a contradiction
+    assert "| seeds reaching it during training |" in mnist
+    note = ("the share of the final seeds with such an evaluation, whether or not their "
+            "accuracy is still on that side after the last epoch")
+    assert note in mnist and "first evaluation (one after every epoch, on the test rows)" in mnist
+    assert text.count("whether or not their") == len(suite["workloads"])  # under every table
 
 
 def test_colours_stay_distinct_for_many_optimizers():

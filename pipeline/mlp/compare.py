@@ -143,6 +143,7 @@ def _figures(out: Path, curves: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharey="row", layout="constrained")
@@ -169,7 +170,14 @@ def _figures(out: Path, curves: dict) -> None:
             ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].legend(title="validation (solid), train (dashed)", fontsize=8)
+    # one legend below the panels: inside a panel it covered the curves (SGD's train line,
+    # epochs 4.5-5, in docs/mnist_compare_curves.png); "outside" makes constrained layout
+    # keep room for it under the x labels
+    handles = axes[0, 0].get_legend_handles_labels()[0]  # one per optimizer, its colour
+    handles += [Line2D([], [], color="grey", marker="o", ms=4, label="validation"),
+                Line2D([], [], color="grey", ls="--", lw=1, marker=".", ms=4, label="train")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8),
+               fontsize=9)
     fig.suptitle("The same network, initial weights and batches: optimizers head to head")
     save_png(fig, out / "compare_curves.png")
     plt.close(fig)

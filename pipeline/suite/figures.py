@@ -189,10 +189,19 @@ def _cell(ax, i: int, j: int, norm: float, raw, ran: bool) -> None:
 
 
 # ------------------------------------------------------------------------------ lr sensitivity
+# the suite's selection rule (pipeline.suite.protocol, step 3; qa suite always selects on
+# validation), which is not the plotted metric unless the workload's metric is the loss
+CHOSEN_LABEL = "chosen rate\n(lowest median validation loss)"
+
+
 def lr_sensitivity_figure(suite: dict, workload: str, path: Path) -> None:
     """One workload's median validation metric at every rate of the grid for every optimizer
     (log x), a hollow circle at the rate each chose, an "x" along the bottom at each rate whose
-    median run diverged, and the target as a dashed horizontal line."""
+    median run diverged, and the target as a dashed horizontal line.
+
+    The suite chooses by the lowest median validation *loss* (protocol step 3), not by the
+    metric drawn here: on an accuracy or R² workload a circled rate can sit below another
+    rate's point, so the legend names the rule (CHOSEN_LABEL)."""
     plt = _use_agg()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullLocator
@@ -215,7 +224,7 @@ def lr_sensitivity_figure(suite: dict, workload: str, path: Path) -> None:
                  + ("\n(axis cut: rates far worse than the best lie beyond it)" if clipped else ""))
     ax.grid(alpha=0.3)
     extra = [Line2D([], [], ls="none", marker="o", mfc="none", mec="black", ms=9,
-                    label="the chosen rate"),
+                    label=CHOSEN_LABEL),
              Line2D([], [], ls="none", marker="x", color="black", label="diverged at this rate")]
     handles = ax.get_legend_handles_labels()[0] + extra
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
