@@ -18,6 +18,25 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("QA_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
+@pytest.fixture(autouse=True)
+def fresh_plugins(monkeypatch):
+    """Every test starts with the registry it found and no plug-in record, and leaves both so:
+    a plug-in one test loads (qa suite --plugin examples/lion.py) is not registered in the
+    next, whose own load of the same file would then be refused as a name clash."""
+    import sys
+
+    import models.optimizers as optimizers
+    from pipeline.core import plugins
+
+    monkeypatch.setattr(optimizers, "OPTIMIZERS", dict(optimizers.OPTIMIZERS))
+    monkeypatch.setattr(plugins, "_LOADED", plugins._Plugins())
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name.startswith(("qa_plugin_", "qa_test_dist")):
+            del sys.modules[name]
+
+
 @pytest.fixture
 def processed(tmp_path) -> Path:
     return make_processed(tmp_path / "proc", d=64)

@@ -26,16 +26,7 @@ from tests.conftest import REPO
 LION = REPO / "examples" / "lion.py"
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch):
-    """Every test starts with the built-in registry and no plug-in loaded, and leaves both so."""
-    monkeypatch.setattr(optimizers, "OPTIMIZERS", dict(optimizers.OPTIMIZERS))
-    monkeypatch.setattr(plugins, "_LOADED", plugins._Plugins())
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith(("qa_plugin_", "qa_test_dist")):
-            del sys.modules[name]
+# every test starts with a fresh plug-in registry: fresh_plugins in conftest.py
 
 
 def lion_class():
