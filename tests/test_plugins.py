@@ -247,6 +247,30 @@ def test_an_optimizer_that_mixes_ensemble_rows_is_flagged(runner, processed, tmp
     assert res.exit_code == 2 and "elementwise" in res.output and not (tmp_path / "run").exists()
 
 
+ROW_NORMED = ("import numpy as np\nfrom models.optimizers import Optimizer, register_optimizer\n"
+              "@register_optimizer({name!r})\nclass P(Optimizer):\n    elementwise = {flag}\n"
+              "    def __init__(self, lr=0.01):\n        super().__init__(lr)\n\n"
+              "    def _update(self, p, g, st, first, decay):\n"
+              "        p -= self.lr * g / (np.linalg.norm(g, axis=-1, keepdims=True) + 1e-8)\n")
+
+
+def test_a_false_elementwise_claim_is_refused_in_one_line(tmp_path):
+    """A per-row norm moves each ensemble member as its own run (the ensemble check passes),
+    but an MLP ensemble joins the layers of an elementwise optimizer into one array, over which
+    such a norm is another number: the suite's results changed silently. The claim is checked."""
+    (tmp_path / "claims.py").write_text(ROW_NORMED.format(name="claims", flag=True))
+    (tmp_path / "honest.py").write_text(ROW_NORMED.format(name="honest", flag=False))
+    plugins.load_plugin_file(tmp_path / "claims.py")
+    plugins.load_plugin_file(tmp_path / "honest.py")
+    with pytest.raises(UserError, match="sets elementwise = True, but its step on two "
+                                        "parameters differs") as e:
+        plugins.check_optimizer("claims")
+    assert "\n" not in str(e.value) and "claims.py" in str(e.value)
+    assert plugins.check_optimizer("honest", ensembles=True) is True
+    plugins.load_plugin_file(LION)  # a true claim: Lion's sign step is elementwise
+    assert plugins.check_optimizer("lion", ensembles=True) is True
+
+
 @pytest.mark.parametrize("name", optimizers.optimizer_names())
 def test_every_built_in_optimizer_passes_the_check(name):
     """The check is no stricter than the optimizers we ship: each one passes, ensembles too."""

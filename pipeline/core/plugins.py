@@ -320,6 +320,31 @@ def _ensemble_ok(name: str, finals: list[np.ndarray]) -> bool:
                for s, w in enumerate(finals) if np.all(np.isfinite(w)))
 
 
+def _elementwise_claim_fails(name: str) -> bool:
+    """For a class that sets ``elementwise = True``: whether its steps on the check's weights
+    split into two parameters differ from its steps on them as one (S, D) array, as an MLP
+    ensemble would join its layers (models.mlp_ensemble.MLPEnsemble.groups); a norm or any
+    other statistic over a parameter makes them differ."""
+    W0 = np.ones((len(CHECK_RATES), CHECK_DIM))  # (S, D), each row at its own rate
+    lrs = np.array(CHECK_RATES)[:, None]
+    cut = CHECK_DIM // 3
+    opt = optimizers.make_optimizer(name, lr=lrs)
+    if not getattr(opt, "elementwise", False) or opt.needs_loss_fn:
+        return False
+    try:
+        joined = _descend(name, lrs, W0)
+        params = {"a": W0[:, :cut].copy(), "b": W0[:, cut:].copy()}
+        for _ in range(CHECK_STEPS):
+            w = np.concatenate([params["a"], params["b"]], axis=1)
+            g = CHECK_CURVATURES * w
+            opt.step(params, {"a": g[:, :cut], "b": g[:, cut:]})
+        split = np.concatenate([params["a"], params["b"]], axis=1)
+    except Exception:  # noqa: BLE001 - one that fails here fails the ensemble check already
+        return False
+    rows = np.all(np.isfinite(joined), axis=1) & np.all(np.isfinite(split), axis=1)
+    return not np.allclose(joined[rows], split[rows], rtol=CHECK_RTOL, atol=1e-12)
+
+
 def check_optimizer(name: str, ensembles: bool = False) -> bool:
     """Try optimizer ``name`` (any case) before any time is spent on it.
 
@@ -350,6 +375,12 @@ def check_optimizer(name: str, ensembles: bool = False) -> bool:
             finals = _runs(key)
             _judge(key, finals)
             _LOADED.checked[done] = _ensemble_ok(key, finals)
+            if _LOADED.checked[done] and _elementwise_claim_fails(key):
+                raise UserError(f"{_describe(key)} sets elementwise = True, but its step on "
+                                "two parameters differs from its step on the same values "
+                                "joined into one array (a norm or another statistic over a "
+                                "parameter?); an MLP ensemble joins its layers for such an "
+                                "optimizer, so set elementwise = False (docs/plugins.md)")
     if ensembles and not _LOADED.checked[done]:
         raise UserError(f"{_describe(key)}: this command trains seeds and rates as one "
                         f"ensemble, and its step does not move each member as its own run "
