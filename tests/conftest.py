@@ -28,10 +28,12 @@ def fresh_plugins(monkeypatch):
     import models.optimizers as optimizers
     from pipeline.core import plugins
 
-    monkeypatch.setattr(optimizers, "OPTIMIZERS", dict(optimizers.OPTIMIZERS))
+    registry = dict(optimizers.OPTIMIZERS)  # restored in place: modules hold the dict itself
     monkeypatch.setattr(plugins, "_LOADED", plugins._Plugins())
     before = set(sys.modules)
     yield
+    optimizers.OPTIMIZERS.clear()
+    optimizers.OPTIMIZERS.update(registry)
     for name in set(sys.modules) - before:
         if name.startswith(("qa_plugin_", "qa_test_dist")):
             del sys.modules[name]
