@@ -302,3 +302,21 @@ def test_embed_with_an_absolute_out_writes_beside_it_only(tmp_path, monkeypatch)
     assert qa.load_data().path == again.path
     assert sorted(p.name for p in Path("data/processed").iterdir()) == [
         "LATEST", "_text_cache", again.path.name]
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda: qa.train([1, 2]), "data (a Dataset, or the path of a processed dir) must be a path"),
+    (lambda: qa.load_data(np.zeros(3)), "path must be a path (str or pathlib.Path) or None, got ndarray"),
+    (lambda: qa.load_run(5), "got int"),
+    (lambda: qa.load_tuning([1]), "the tune dir must be a path"),
+    (lambda: qa.embed(["pairs.csv"]), "pairs_csv must be a path"),
+    (lambda: qa.train("data", 5), "optimizers must be 'all', a name, 'gd,adam' or a list of names"),
+])
+def test_a_wrong_type_is_a_one_line_user_error(call, says):
+    """A list, an array or a number where a path or names belong: pathlib's TypeError ('expected
+    str, bytes or os.PathLike object, not list') before, now the API's own one line."""
+    from pipeline.core.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(says)) as e:
+        call()
+    assert "\n" not in str(e.value)

@@ -33,8 +33,17 @@ def record_latest(latest: bool | None, out: PathArg | None) -> bool:
     return out is None if latest is None else bool(latest)
 
 
-def optional_path(path: PathArg | None) -> Path | None:
-    return None if path is None else Path(path)
+def optional_path(path: PathArg | None, what: str = "a path") -> Path | None:
+    """``path`` as a Path (None stays None); anything else, a list or an array given where a
+    path belongs, is a one-line UserError rather than pathlib's TypeError."""
+    if path is None:
+        return None
+    if not isinstance(path, str | PathLike):
+        from pipeline.core.errors import UserError
+
+        raise UserError(f"{what} must be a path (str or pathlib.Path) or None, got "
+                        f"{type(path).__name__}")
+    return Path(path)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,13 +114,14 @@ def load_data(path: PathArg | None = None) -> Dataset:
     ``data/processed/LATEST``), checked as `qa train` checks it."""
     from pipeline.corpus.processed import load_processed, resolve_data_dir
 
-    ds = load_processed(resolve_data_dir(optional_path(path)))
+    ds = load_processed(resolve_data_dir(optional_path(path, "path")))
     return Dataset(ds.path, ds.X_train, ds.y_train, ds.X_test, ds.y_test, ds.meta)
 
 
 def data_path(data: Dataset | PathArg | None) -> Path | None:
     """The processed dir a stage reads: a Dataset's, a path, or None (the latest)."""
-    return data.path if isinstance(data, Dataset) else optional_path(data)
+    return data.path if isinstance(data, Dataset) else optional_path(
+        data, "data (a Dataset, or the path of a processed dir)")
 
 
 def embed(pairs_csv: PathArg | None = None, embedder: str = "bundled", *,
@@ -150,12 +160,12 @@ def embed(pairs_csv: PathArg | None = None, embedder: str = "bundled", *,
     opts = EmbedOptions(embedder=embedder, features=features, test_size=test_size, seed=seed,
                         batch_size=batch_size, device=device, query_prompt=query_prompt,
                         passage_prompt=passage_prompt)
-    out_dir = optional_path(out)
+    out_dir = optional_path(out, "out")
     if cache is not None:
         cache_dir = Path(cache)
     else:  # beside the processed dir: the default one's is config.EMBED_CACHE_DIR
         cache_dir = config.EMBED_CACHE_DIR if out_dir is None else \
             out_dir.parent / config.EMBED_CACHE_DIR.name
-    path = embed_stage(optional_path(pairs_csv), opts, out_dir, show_progress=progress,
+    path = embed_stage(optional_path(pairs_csv, "pairs_csv"), opts, out_dir, show_progress=progress,
                        latest=record_latest(latest, out), cache_dir=cache_dir)
     return load_data(path)

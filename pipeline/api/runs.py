@@ -105,6 +105,11 @@ class Run:
 
 def optimizer_names(optimizers: str | Iterable[str]) -> tuple[str, ...]:
     """``"all"`` (the study's six), one name, ``"gd,adam"``, or names; each once."""
+    if not isinstance(optimizers, str | Iterable):
+        from pipeline.core.errors import UserError
+
+        raise UserError("optimizers must be 'all', a name, 'gd,adam' or a list of names, got "
+                        f"{type(optimizers).__name__}")
     items = optimizers.split(",") if isinstance(optimizers, str) else list(optimizers)
     out: list[str] = []
     for name in (str(n).strip() for n in items):
@@ -171,7 +176,7 @@ def train(data: Dataset | PathArg | None = None, optimizers: str | Iterable[str]
                         lr=per_optimizer(lr, names, "lr"),
                         batch_size=per_optimizer(batch_size, names, "batch_size", full=True),
                         trajectory_points=trajectory_points, jobs=jobs)
-    run_dir = run_study(data_path(data), study, optional_path(out), show_progress=progress,
+    run_dir = run_study(data_path(data), study, optional_path(out, "out"), show_progress=progress,
                         latest=record_latest(latest, out))
     return load_run(run_dir)
 
@@ -183,7 +188,7 @@ def load_run(path: PathArg | None = None) -> Run:
     from pipeline.study.rundir import read_summary, recover, resolve_run_dir
     from pipeline.study.visualize import check_run_dir
 
-    run_dir = resolve_run_dir(optional_path(path))
+    run_dir = resolve_run_dir(optional_path(path, "path"))
     check_run_dir(run_dir)
     recover(run_dir)
     summary = read_summary(run_dir)
@@ -202,5 +207,6 @@ def write_report(run: Run | PathArg | None = None, *, threshold: float = config.
     processed dir to draw the landscape with, if not the one the run records."""
     from pipeline.study.visualize import VisualizeOptions, visualize
 
-    run_dir = run.path if isinstance(run, Run) else optional_path(run)
+    run_dir = run.path if isinstance(run, Run) else optional_path(
+        run, "run (a Run, or the path of a run dir)")
     return visualize(run_dir, VisualizeOptions(threshold, tsne_points), data_path(data))

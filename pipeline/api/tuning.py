@@ -129,7 +129,7 @@ def tune(data: Dataset | PathArg | None = None, optimizers: str | Iterable[str] 
                        val_fraction=val_fraction, target_loss=target_loss,
                        batch_size=per_optimizer(batch_size, names, "batch_size", full=True),
                        select=select, scheduler=scheduler, jobs=jobs)
-    return load_tuning(tune_stage(data_path(data), opts, optional_path(out),
+    return load_tuning(tune_stage(data_path(data), opts, optional_path(out, "out"),
                                   show_progress=progress))
 
 
@@ -139,8 +139,8 @@ def load_tuning(path: PathArg) -> Tuning:
     from pipeline.core.files import read_json
     from pipeline.core.ownership import dir_kind
 
-    path = Path(path)
-    if not path.is_dir():
+    path = optional_path(path, "the tune dir")
+    if path is None or not path.is_dir():
         raise UserError(f"tune dir {path} does not exist; run `qa tune` (or pipeline.api.tune) "
                         "first")
     kind = dir_kind(path)
