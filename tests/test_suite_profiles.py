@@ -294,3 +294,59 @@ def _point_scores(times: dict) -> dict:
     """The score's point value from one time per cell (a one-seed cell's median is its time)."""
     seeds = {w: {o: [t] for o, t in row.items()} for w, row in times.items()}
     return {o: s["value"] for o, s in profiles.score_with_ci(seeds, n_boot=1).items()}
+
+
+# ------------------------------------------------------------------------------ cells not run
+def test_a_pair_not_run_gets_no_rank_no_profile_entry_and_no_score():
+    """A run of adam, sgd and nag on two workloads and then of adam alone on a third, into one
+    dir: sgd and nag never ran w3, so w3 neither ranks them (2.5, tied last, before) nor
+    counts as a failure in their profiles and scores; adam's numbers are over all three."""
+    times = {"w1": {"a": 10.0, "b": 20.0, "c": 40.0},  # ratios 1, 2, 4
+             "w2": {"a": 30.0, "b": 15.0, "c": INF},  # 2, 1, inf
+             "w3": {"a": 5.0}}  # only a ran it: ratio 1
+    got = profiles.performance_profile(times, [1.0, 2.0, 4.0])
+    assert got == {"a": [2 / 3, 1, 1], "b": [1 / 2, 1, 1], "c": [0, 0, 1 / 2]}
+    assert profiles.coverage(times) == {"a": 3, "b": 2, "c": 2}
+    seeds = {w: {o: [t, t] for o, t in row.items()} for w, row in times.items()}
+    score = profiles.score_with_ci(seeds, n_boot=50)
+    assert score["a"]["value"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert score["b"]["value"] == pytest.approx((2 / 3 + 1) / 2)
+    assert score["c"]["value"] == pytest.approx((0 + 0) / 2)
+    assert {n: s["workloads"] for n, s in score.items()} == {"a": 3, "b": 2, "c": 2}
+    metric = {"w1": {"a": 0.9, "b": 0.8, "c": None}, "w2": {"a": 0.7, "b": 0.8, "c": 0.6},
+              "w3": {"a": 0.5}}
+    ranks = profiles.rank_table(metric, {"w1": True, "w2": True, "w3": True})
+    assert ranks["b"]["per_workload"] == {"w1": 2, "w2": 1} and ranks["b"]["mean"] == 1.5
+    assert ranks["c"]["per_workload"] == {"w1": 3, "w2": 3} and ranks["c"]["workloads"] == 2
+    assert ranks["a"]["per_workload"] == {"w1": 1, "w2": 2, "w3": 1} and ranks["a"]["workloads"] == 3
+
+
+def _report_of(suite: dict) -> str:
+    """report.md's text of a hand-made summary, with the fields the tables need added."""
+    from pipeline.suite import report
+
+    for e in suite["workloads"].values():
+        e.update(summary="a workload", epochs=3, batch_size=64)
+        for c in e["optimizers"].values():
+            c.update(diverged=0, updates_to_target=c["time_to_target_s"])
+    hib = {w: e["higher_is_better"] for w, e in suite["workloads"].items()}
+    tuned = {w: {o: c["final_metric"]["median"] for o, c in e["optimizers"].items()}
+             for w, e in suite["workloads"].items()}
+    suite["budget"] = {"grid": [1e-3, 1e-2], "tune_seeds": 2, "final_seeds": 5}
+    suite["ranks"] = profiles.rank_table(tuned, hib)
+    suite["one_shot_sentence"] = profiles.one_shot_sentence(
+        profiles.one_shot_vs_tuned(tuned, tuned, hib))
+    return report.report_text(json.loads(json.dumps(profiles.jsonable(suite))))
+
+
+def test_the_report_says_over_how_many_workloads_when_pairs_were_not_run():
+    suite = hand_made_suite()
+    del suite["workloads"]["quad"]["optimizers"]["sgd"]  # sgd never ran quad
+    text = _report_of(suite)
+    assert "11 of their 12 pairs run" in text.splitlines()[0]
+    assert text.count("Not every optimizer ran every workload") == 2  # scores and ranks
+    row = next(li for li in text[text.index("## Ranks"):].splitlines() if li.startswith("| sgd |"))
+    # mean of its ranks on qa (4) and mnist (2), over its 2 workloads; quad: not run
+    assert row == "| sgd | 3.00 | 2 | 4 | 2 | – |", row
+    full = _report_of(hand_made_suite())
+    assert "Not every optimizer" not in full and "pairs run" not in full

@@ -8,7 +8,7 @@ The summary's shape (None = not reached / diverged)::
                        "optimizers": {o: {"lr", "final_metric": {"median", "ci"},
                                           "time_to_target_s": {"median", "ci"}, "reached",
                                           "val_metric_per_lr": [...], "one_shot": {...}}}}},
-     "profile": {"taus": [...], "fractions": {o: [...]}},
+     "profile": {"taus": [...], "fractions": {o: [...]}, "workloads": {o: how many it ran}},
      "score": {o: {"value", "ci"}}, "tau_max": 4.0}
 
 An optimizer keeps one colour in every figure: its fixed one from ``pipeline.core.plotting``,
@@ -91,6 +91,9 @@ def profile_figure(suite: dict, path: Path) -> None:
     taus = [float(t) for t in suite["profile"]["taus"]]
     fractions = suite["profile"]["fractions"]
     names = _ranked(suite, fractions)
+    counts = suite["profile"].get("workloads") or {}
+    n_work = len(suite["workloads"])
+    partial = any(counts.get(n, n_work) != n_work for n in names)  # some pair not run
     colors = optimizer_colors(_all_optimizers(suite))
     fig, ax = plt.subplots(figsize=(9, 5.2))
     x = taus + ([tau_max] if taus[-1] < tau_max else [])
@@ -101,15 +104,18 @@ def profile_figure(suite: dict, path: Path) -> None:
         ci = s.get("ci") or [None, None]
         ax.step(x, y, where="post", color=colors[n], lw=width, zorder=2 + i,
                 ls=("-", "--", "-.", ":")[i % 4],  # equal profiles stay apart
-                label=f"{n}: {_fmt(s.get('value'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]")
+                label=f"{n}: {_fmt(s.get('value'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+                      + (f", {counts.get(n, n_work)} of {n_work} workloads" if partial else ""))
     ax.axvline(tau_max, color="black", ls=":", lw=1.2,
                label=f"τ_max = {tau_max:g} (the score integrates up to here)")
     ax.set_xlim(1.0, 1.0 + (tau_max - 1.0) * 1.04)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("τ: time to target over the fastest optimizer's (linear axis)")
-    ax.set_ylabel("fraction of workloads within τ of the fastest")
-    ax.set_title(f"Performance profiles over {len(suite['workloads'])} workloads "
-                 "(Dolan & Moré 2002)")
+    ax.set_ylabel("fraction of the workloads it ran within τ of the fastest" if partial
+                  else "fraction of workloads within τ of the fastest")
+    over = (f"the workloads each optimizer ran ({n_work} in all)" if partial
+            else f"{n_work} workloads")
+    ax.set_title(f"Performance profiles over {over} (Dolan & Moré 2002)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
               title="score (AlgoPerf, 95% CI), best first", title_fontsize=8)

@@ -17,6 +17,15 @@ that workload). Because rho is a step function, the integral is a sum: each work
 (AlgoPerf's scoring code integrates with the trapezoid rule over a grid of taus, an
 approximation of this; here the area is exact.)
 
+A (workload, optimizer) cell that was not run (the optimizer is absent from that workload's
+dict: a run of some optimizers on some workloads, joined in one output dir) is no failure:
+Dolan and Moré define a profile over the problems a solver was given, so each optimizer's
+profile, score and mean rank are over the workloads it ran, and on a workload the ratios and
+ranks compare only the optimizers that ran it. ``coverage`` says how many workloads that is
+per optimizer; where the counts differ, the numbers of two optimizers are over different
+workloads, and the report says so. (A cell that ran and never reached the target is a
+failure: time inf, ratio inf.)
+
 Everything takes and returns plain dicts keyed by name; ``jsonable`` turns the infinities and
 NaNs into None for a JSON writer.
 """
@@ -55,18 +64,28 @@ def performance_profile(times: dict, taus: list[float] | None = None,
     """Each optimizer's Dolan-Moré profile rho_o(tau) at each tau of ``taus``.
 
     times : ``times[workload][optimizer]`` = seconds to the target, ``math.inf`` (or None)
-        when never reached; an optimizer missing from a workload counts as never reaching it.
+        when never reached; an optimizer missing from a workload did not run it (see the
+        module docstring) and that workload is left out of its profile.
     taus : the grid, ascending; None takes ``profile_taus(times, tau_max)``.
 
-    Per workload the ratio is the time over the fastest optimizer's time (1 for the fastest;
-    a workload nobody reaches counts as not reached for every optimizer). rho_o(tau) is the
-    fraction of *all* workloads whose ratio is <= tau. Returns ``{optimizer: [rho(tau), ...]}``.
+    Per workload the ratio is the time over the fastest time of the optimizers that ran it
+    (1 for the fastest; a workload nobody reaches counts as not reached for every optimizer
+    that ran it). rho_o(tau) is the fraction of the workloads *o ran* whose ratio is <= tau.
+    Returns ``{optimizer: [rho(tau), ...]}``.
     """
     T, _, names = _time_matrix(times)
-    R = _ratios(T)  # (W, O)
+    R = _ratios(T)  # (W, O), NaN where not run
+    ran = (~np.isnan(T)).sum(axis=0)  # (O,), >= 1: every name comes from some workload
     grid = np.asarray(profile_taus(times, tau_max) if taus is None else taus, dtype=float)
-    rho = (R[None, :, :] <= grid[:, None, None]).mean(axis=1)  # (n_taus, O); NaN/inf never <=
+    rho = (R[None, :, :] <= grid[:, None, None]).sum(axis=1) / ran  # (n_taus, O); NaN/inf never <=
     return {n: [float(v) for v in rho[:, j]] for j, n in enumerate(names)}
+
+
+def coverage(cells: dict) -> dict[str, int]:
+    """How many workloads each optimizer ran: ``cells[workload][optimizer]`` (any value) ->
+    ``{optimizer: count}``, in the order the optimizers first appear."""
+    names = list(dict.fromkeys(o for w in cells for o in cells[w]))
+    return {n: sum(n in cells[w] for w in cells) for n in names}
 
 
 def profile_score(fractions: list[float], taus: list[float], tau_max: float = TAU_MAX) -> float:
@@ -96,12 +115,14 @@ def _check_tau_max(tau_max: float) -> None:
 
 
 def _time_matrix(times: dict) -> tuple[np.ndarray, list[str], list[str]]:
-    """(T of shape (W, O), workloads, optimizers): None and missing cells are inf."""
+    """(T of shape (W, O), workloads, optimizers): None is inf (never reached), a missing cell
+    NaN (not run)."""
     workloads = list(times)
     names = list(dict.fromkeys(o for w in workloads for o in times[w]))
     if not workloads or not names:
         raise ValueError("no times: give times[workload][optimizer] for at least one of each")
-    T = np.array([[_time(times[w].get(o)) for o in names] for w in workloads], dtype=float)
+    T = np.array([[_time(times[w][o]) if o in times[w] else math.nan for o in names]
+                  for w in workloads], dtype=float)
     if np.any(T < 0):
         raise ValueError("times to target must be >= 0 seconds (inf or None: never reached)")
     return T, workloads, names
@@ -112,21 +133,25 @@ def _time(v) -> float:
 
 
 def _ratios(T: np.ndarray) -> np.ndarray:
-    """Ratio to the fastest along the last axis; inf where never reached (also when nobody
-    reached it), and 1 where the time equals the fastest (a fastest time of 0 included)."""
-    best = T.min(axis=-1, keepdims=True)
+    """Ratio to the fastest along the last axis, among the cells that ran (NaN: not run, and
+    its ratio NaN); inf where never reached (also when nobody reached it), and 1 where the
+    time equals the fastest (a fastest time of 0 included)."""
+    assert not np.all(np.isnan(T), axis=-1).any(), "a workload that no optimizer ran"
+    best = np.nanmin(T, axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         R = np.where(T == best, 1.0, T / best)
-    return np.where(np.isinf(T), np.inf, R)
+    return np.where(np.isinf(T), np.inf, np.where(np.isnan(T), np.nan, R))
 
 
 def _scores(R: np.ndarray, tau_max: float) -> np.ndarray:
     """AlgoPerf's score from ratios of shape (..., W, O) -> (..., O): per workload the area
-    (tau_max - r) / (tau_max - 1) of its step when r <= tau_max, averaged over workloads."""
+    (tau_max - r) / (tau_max - 1) of its step when r <= tau_max, averaged over the workloads
+    each optimizer ran (a NaN ratio: not run, left out)."""
     _check_tau_max(tau_max)
+    ran = ~np.isnan(R)
     with np.errstate(invalid="ignore"):
         part = np.clip((tau_max - R) / (tau_max - 1.0), 0.0, 1.0)  # inf ratio -> 0
-    return np.nan_to_num(part, nan=0.0).mean(axis=-2)
+    return np.where(ran, part, 0.0).sum(axis=-2) / ran.sum(axis=-2)
 
 
 # ------------------------------------------------------------------------------ bootstrap
@@ -150,12 +175,13 @@ def score_with_ci(seed_times: dict, tau_max: float = TAU_MAX, n_boot: int = conf
     independently, ``n_boot`` times; each resample's medians give ratios and scores, and the
     interval is the (1 - level) / 2 and (1 + level) / 2 quantiles of those scores (percentile
     bootstrap, no interpolation between resampled scores). It is the uncertainty from the
-    seeds given the chosen learning rates, not from the tuning. A missing or empty cell counts
-    as never reached. The interval need not contain the value: the fastest time is a minimum
-    over optimizers, so when several are indistinguishable a resample's fastest is usually
-    faster than the point's, and the resampled scores sit below the value (measured: 21 of 280
-    intervals missed it with 14 identical optimizers, 0 of 280 once they differ). Returns
-    ``{optimizer: {"value": score, "ci": [lo, hi]}}``."""
+    seeds given the chosen learning rates, not from the tuning. A missing cell was not run and
+    is left out (the module docstring); an empty one counts as never reached. The interval
+    need not contain the value: the fastest time is a minimum over optimizers, so when
+    several are indistinguishable a resample's fastest is usually faster than the point's,
+    and the resampled scores sit below the value (measured: 21 of 280 intervals missed it
+    with 14 identical optimizers, 0 of 280 once they differ). Returns
+    ``{optimizer: {"value": score, "ci": [lo, hi], "workloads": how many it ran}}``."""
     if n_boot < 1 or not 0.0 < level < 1.0:
         raise ValueError("score_with_ci needs n_boot >= 1 and 0 < level < 1")
     workloads = list(seed_times)
@@ -167,7 +193,10 @@ def score_with_ci(seed_times: dict, tau_max: float = TAU_MAX, n_boot: int = conf
     boot = np.empty((n_boot, len(workloads), len(names)))  # (B, W, O)
     for i, w in enumerate(workloads):
         for j, o in enumerate(names):
-            x = np.array([_time(v) for v in seed_times[w].get(o) or [None]], dtype=float)
+            if o not in seed_times[w]:
+                point[i, j] = boot[:, i, j] = math.nan
+                continue
+            x = np.array([_time(v) for v in seed_times[w][o] or [None]], dtype=float)
             point[i, j] = median_with_inf(x)
             pick = rng.integers(0, x.size, size=(n_boot, x.size))  # (B, n_seeds)
             boot[:, i, j] = median_with_inf(x[pick])
@@ -176,8 +205,9 @@ def score_with_ci(seed_times: dict, tau_max: float = TAU_MAX, n_boot: int = conf
     a = (1.0 - level) / 2
     lo = np.quantile(scores, a, axis=0, method="lower")
     hi = np.quantile(scores, 1.0 - a, axis=0, method="higher")
-    return {n: {"value": float(value[j]), "ci": [float(lo[j]), float(hi[j])]}
-            for j, n in enumerate(names)}
+    ran = (~np.isnan(point)).sum(axis=0)  # (O,)
+    return {n: {"value": float(value[j]), "ci": [float(lo[j]), float(hi[j])],
+                "workloads": int(ran[j])} for j, n in enumerate(names)}
 
 
 # ------------------------------------------------------------------------------ ranks
@@ -206,21 +236,24 @@ def average_ranks(badness: dict[str, float]) -> dict[str, float]:
 def rank_table(metric: dict, higher_is_better: dict) -> dict[str, dict]:
     """Per workload, each optimizer's rank by its median final metric, and the mean rank.
 
-    metric : ``metric[workload][optimizer]``; None or NaN (diverged), and an optimizer missing
-        from a workload, are ranked last (tied among themselves).
+    metric : ``metric[workload][optimizer]``; None or NaN (diverged) are ranked last (tied
+        among themselves); an optimizer missing from a workload did not run it and gets no
+        rank there (the module docstring).
     higher_is_better : ``{workload: bool}``.
 
-    Rank 1 is best; ties share the average of the ranks they span (1, 2.5, 2.5, 4). Returns
-    ``{optimizer: {"per_workload": {workload: rank}, "mean": mean rank over the workloads}}``.
+    Rank 1 is best among the optimizers that ran the workload; ties share the average of the
+    ranks they span (1, 2.5, 2.5, 4). Returns ``{optimizer: {"per_workload": {workload: rank},
+    "mean": mean rank over the workloads it ran, "workloads": how many}}``.
     """
     names = list(dict.fromkeys(o for w in metric for o in metric[w]))
     table: dict[str, dict] = {n: {"per_workload": {}, "mean": math.nan} for n in names}
     for w, row in metric.items():
-        ranks = average_ranks({n: _bad(row.get(n), higher_is_better[w]) for n in names})
-        for n in names:
-            table[n]["per_workload"][w] = ranks[n]
+        ranks = average_ranks({n: _bad(v, higher_is_better[w]) for n, v in row.items()})
+        for n, r in ranks.items():
+            table[n]["per_workload"][w] = r
     for n in names:
         table[n]["mean"] = float(np.mean(list(table[n]["per_workload"].values())))
+        table[n]["workloads"] = len(table[n]["per_workload"])
     return table
 
 

@@ -92,7 +92,8 @@ def _aggregate(out: dict, seed_times: dict) -> None:
              for w, e in ws.items()}
     taus = profiles.profile_taus(times, tau_max)
     out["tau_max"] = tau_max
-    out["profile"] = {"taus": taus, "fractions": profiles.performance_profile(times, taus, tau_max)}
+    out["profile"] = {"taus": taus, "fractions": profiles.performance_profile(times, taus, tau_max),
+                      "workloads": profiles.coverage(times)}  # each fraction's denominator
     out["score"] = profiles.score_with_ci(seed_times, tau_max)
     hib = {w: e["higher_is_better"] for w, e in ws.items()}
     tuned = {w: {o: c["final_metric"]["median"] for o, c in e["optimizers"].items()}
@@ -140,7 +141,9 @@ def report_text(suite: dict) -> str:
                f"{b['final_seeds']} fresh seeds at the chosen rate")
     else:
         how = f"one-shot: each optimizer at its default rate, {b['final_seeds']} seeds"
-    parts = [f"# Optimizer suite: {len(ws)} workload(s) x {n_opt} optimizer(s)\n",
+    ran = sum(len(e["optimizers"]) for e in ws.values())
+    cells = "" if ran == len(ws) * n_opt else f", {ran} of their {len(ws) * n_opt} pairs run"
+    parts = [f"# Optimizer suite: {len(ws)} workload(s) x {n_opt} optimizer(s){cells}\n",
              f"Budget, equal for every optimizer: {how}. Test data is touched only by the final "
              "runs. Medians over the final seeds, with bootstrap 95% intervals in brackets.\n",
              _score_section(suite), _rank_section(suite)]
@@ -153,19 +156,40 @@ def report_text(suite: dict) -> str:
     return "\n".join(parts)
 
 
+def coverage(suite: dict) -> dict[str, int] | None:
+    """How many workloads each optimizer ran, when that differs between optimizers (None when
+    every optimizer ran every workload of the report): its profile, score and mean rank are
+    over those (:mod:`pipeline.suite.profiles`)."""
+    counts = profiles.coverage({w: e["optimizers"] for w, e in suite["workloads"].items()})
+    return counts if len(set(counts.values())) > 1 else None
+
+
+def _coverage_note(counts: dict[str, int], what: str) -> str:
+    return (f"Not every optimizer ran every workload: each optimizer's {what} over the "
+            "workloads it ran (the workloads column), and on each workload it is set against "
+            "only the optimizers that ran it; a pair not run counts neither for nor against. "
+            "Numbers over different workloads were not measured on the same problems.\n")
+
+
 def _score_section(suite: dict) -> str:
     tau = suite["tau_max"]
+    counts = coverage(suite)
     # best first, ties by name: the order of the profile figure's legend
     rows = sorted(suite["score"].items(), key=lambda kv: (-(kv[1]["value"] or 0), kv[0]))
+    every = "every workload it ran" if counts else "every workload"
+    col = (" workloads |", "---|") if counts else ("", "")
     lines = [f"## Performance profiles (time to target)\n\n![profiles](profile.png)\n\n"
              f"Score: the area under each optimizer's profile from τ = 1 to {tau:g}, divided by "
-             f"{tau - 1:g} (τ_max − 1; AlgoPerf): 1 = fastest to the target on every workload, "
+             f"{tau - 1:g} (τ_max − 1; AlgoPerf): 1 = fastest to the target on {every}, "
              f"0 = never within {tau:g}x of the fastest. Interval: seeds resampled within each "
-             "workload.\n",
-             "| optimizer | score | 95% interval |", "|---|---|---|"]
+             "workload.\n"]
+    if counts:
+        lines.append(_coverage_note(counts, "profile and score are"))
+    lines += [f"| optimizer | score | 95% interval |{col[0]}", f"|---|---|---|{col[1]}"]
     for name, s in rows:
         lo, hi = s["ci"]
-        lines.append(f"| {name} | {_fmt(s['value'])} | [{_fmt(lo)}, {_fmt(hi)}] |")
+        n = f" {counts[name]} |" if counts else ""
+        lines.append(f"| {name} | {_fmt(s['value'])} | [{_fmt(lo)}, {_fmt(hi)}] |{n}")
     best, second = rows[0], rows[1] if len(rows) > 1 else None
     if second is not None and best[1]["value"] == second[1]["value"]:
         lines.append(f"\n{best[0]} and {second[0]} share the highest score "
@@ -181,13 +205,20 @@ def _score_section(suite: dict) -> str:
 
 def _rank_section(suite: dict) -> str:
     ws = list(suite["workloads"])
+    counts = coverage(suite)
     ranks = sorted(suite["ranks"].items(), key=lambda kv: kv[1]["mean"])
-    head = "| optimizer | mean rank | " + " | ".join(ws) + " |"
-    lines = ["## Ranks by final metric (1 = best)\n\n![heatmap](heatmap.png)\n", head,
-             "|---|---|" + "---|" * len(ws)]
+    col = (" workloads |", "---|") if counts else ("", "")
+    lines = ["## Ranks by final metric (1 = best)\n\n![heatmap](heatmap.png)\n"]
+    if counts:
+        lines.append(_coverage_note(counts, "mean rank is the mean") + "A pair not run is "
+                     "marked –.\n")
+    lines += [f"| optimizer | mean rank |{col[0]} " + " | ".join(ws) + " |",
+              "|---|---|" + col[1] + "---|" * len(ws)]
     for name, r in ranks:
-        cells = " | ".join(f"{r['per_workload'][w]:g}" for w in ws)
-        lines.append(f"| {name} | {r['mean']:.2f} | {cells} |")
+        cells = " | ".join(f"{r['per_workload'][w]:g}" if w in r["per_workload"] else "–"
+                           for w in ws)
+        n = f" {counts[name]} |" if counts else ""
+        lines.append(f"| {name} | {r['mean']:.2f} |{n} {cells} |")
     return "\n".join(lines) + "\n"
 
 
