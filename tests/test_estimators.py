@@ -283,3 +283,11 @@ def test_imports_stay_lazy():
             "assert 'sklearn' not in sys.modules, 'sklearn'; "
             "assert 'pipeline.estimators.mlp' not in sys.modules, 'mlp'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_unknown_optimizer_param_names_the_estimator_and_what_the_solver_takes():
+    """Was models/optimizers' TypeError (Adam.__init__() got an unexpected keyword argument)."""
+    X, y = load_digits(n_class=2, return_X_y=True)
+    with pytest.raises(ValueError, match=r"MLPClassifier: optimizer_params \['zzz'\] are not "
+                                         r"parameters of solver 'adam', which takes betas, eps"):
+        MLPClassifier(max_iter=1, optimizer_params={"zzz": 1}).fit(X, y)

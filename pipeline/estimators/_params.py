@@ -139,7 +139,21 @@ def build_optimizer(estimator, no_decay: frozenset[str]) -> Optimizer:
     elif name == "adam":
         hparams.update(betas=(estimator.beta_1, estimator.beta_2), eps=float(estimator.epsilon))
     hparams.update(estimator.optimizer_params or {})
-    optimizer = make_optimizer(name, **hparams)
+    try:
+        optimizer = make_optimizer(name, **hparams)
+    except TypeError as e:  # a keyword the optimizer's __init__ does not take
+        import inspect
+
+        from models.optimizers import OPTIMIZER_ALIASES, OPTIMIZERS
+
+        cls = OPTIMIZERS[OPTIMIZER_ALIASES.get(name, (name, {}))[0]]
+        takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "lr")]
+        unknown = sorted(set(estimator.optimizer_params or {}) - set(takes))
+        if not unknown:
+            raise
+        raise ValueError(f"{type(estimator).__name__}: optimizer_params {unknown} are not "
+                         f"parameters of solver {name!r}, which takes "
+                         f"{', '.join(takes) or 'no other parameter'}") from e
     optimizer.no_decay = no_decay
     return optimizer
 
