@@ -289,3 +289,24 @@ def test_the_heatmap_colours_by_rank_so_an_outlier_paints_nothing_alike():
     norm, raw = normalised_metric(workload, ["a", "b", "c", "d", "e"])
     np.testing.assert_allclose(norm[:4], [1.0, 2 / 3, 1 / 3, 0.0])
     assert np.isnan(norm[4]) and raw[3] == 5e11
+
+
+@pytest.mark.parametrize("blocked", ["report.md", "suite.json", "heatmap.png", "lr_quadratic.png"])
+def test_an_output_name_held_by_a_directory_is_refused_before_any_trial(runner, tmp_path,
+                                                                        monkeypatch, blocked):
+    out = tmp_path / "s"
+    assert qa(runner, "suite", *QUICK, "-o", "adam", "--out", out).exit_code == 0
+    (out / blocked).unlink()
+    (out / blocked).mkdir()
+    before = (out / "trials.jsonl").read_text()
+
+    def no_work(*a, **k):
+        raise AssertionError("trained before the output names were checked")
+
+    monkeypatch.setattr("pipeline.suite.protocol.run_trials", no_work)
+    res = qa(runner, "suite", *QUICK, "-o", "adam,sgd", "--out", out)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"{out / blocked} is a directory" in last, res.output
+    assert "another --out" in last and "choose a file name" not in last
+    assert (out / "trials.jsonl").read_text() == before

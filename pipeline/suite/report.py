@@ -27,6 +27,13 @@ FIGURES = ("profile.png", "heatmap.png")  # and lr_<workload>.png per workload
 REACHED_HEADER = "seeds reaching it during training"
 
 
+def output_names(workloads, tuned: bool) -> list[str]:
+    """The files :func:`write_report` and the run write into the output dir: suite.json,
+    report.md, the two figures and, when rates were tuned, lr_<workload>.png per workload."""
+    lr = [f"lr_{w}.png" for w in workloads] if tuned else []
+    return ["suite.json", "report.md", *FIGURES, *lr]
+
+
 def _ci(c: dict) -> dict:
     """bootstrap_ci's summary as suite.json holds it: {"median", "ci": [low, high]}; an
     infinity (never reached, diverged) becomes None."""

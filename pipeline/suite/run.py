@@ -37,6 +37,7 @@ from pipeline.suite.protocol import (
     trials_left,
     unfinished_tasks,
 )
+from pipeline.suite.report import output_names
 from pipeline.suite.workloads import WORKLOADS, Workload, check_workloads
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,9 @@ def suite(opts: SuiteOptions, out: Path | None = None, show_progress: bool = Tru
     jobs = opts.jobs or default_jobs()
     check_replaceable(out_dir, kind="suite")  # a folder of the user's is refused at once
     with FileLock(lock_path_for(out_dir), f"suite dir {out_dir}", command="qa suite"):
+        _check_outputs(out_dir, ["trials.jsonl", "meta.json"])
         protocol = _same_protocol(out_dir, budget, workloads)
+        _check_outputs(out_dir, output_names(protocol["workloads"], bool(budget.grid)))
         trials = TrialLog(out_dir / "trials.jsonl")
         todo = unfinished_tasks(cells, budget, trials)
         runner = _runner(opts, workloads, todo, jobs, show_progress) if todo else None
@@ -158,6 +161,19 @@ def suite(opts: SuiteOptions, out: Path | None = None, show_progress: bool = Tru
             if runner is not None:
                 runner.close()
     return out_dir
+
+
+def _check_outputs(out_dir: Path, names: list[str]) -> None:
+    """Refuse, before any trial runs, an output file's name that something other than a file
+    holds in ``out_dir`` (a directory called report.md), which would fail only at the end."""
+    for name in names:
+        path = out_dir / name
+        if path.is_dir():
+            raise UserError(f"{path} is a directory, where qa suite writes its {name}; remove "
+                            "that directory, or pass another --out")
+        if path.exists() and not path.is_file():
+            raise UserError(f"{path} is not a regular file, where qa suite writes its {name}; "
+                            "remove it, or pass another --out")
 
 
 def _runner(opts: SuiteOptions, workloads: list[Workload], todo: list, jobs: int,
