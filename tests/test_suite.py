@@ -146,6 +146,9 @@ def test_another_budget_needs_another_out_dir(runner, tmp_path):
     (["-w", "quadratc"], "did you mean quadratic"),
     (["--budget", "huge"], "--budget must be one of one-shot, small, large"),
     (["--budget", "0"], "--budget"),
+    (["--budget", "100000000"], "--budget 100000000 puts more than 20 learning rates in a decade"),
+    (["--budget", "102"], "holds at most 101; give N <= 101"),
+    (["--budget", "22", "--lr-range", "1e-3:1e-2"], "holds at most 21"),
     (["--final-seeds", "1"], "--final-seeds"),
     (["-o", "adamm"], "adam"),
     (["-w", "mnist", "--data-dir", "nowhere"], "workload mnist: MNIST not found in nowhere; pass --data-dir"),
@@ -310,3 +313,16 @@ def test_an_output_name_held_by_a_directory_is_refused_before_any_trial(runner, 
     assert last.startswith("error: ") and f"{out / blocked} is a directory" in last, res.output
     assert "another --out" in last and "choose a file name" not in last
     assert (out / "trials.jsonl").read_text() == before
+
+
+def test_the_budget_is_bounded_by_rates_per_decade_of_the_range():
+    from pipeline.core.errors import UserError
+    from pipeline.suite import max_rates
+    from pipeline.suite.run import SuiteOptions
+
+    assert max_rates(1e-4, 10.0) == 101 and max_rates(1e-3, 1e-2) == 21 and max_rates(0.1, 0.1) == 1
+    assert len(SuiteOptions(budget="101").budget_of().grid) == 101
+    for budget, lr_range in (("102", (1e-4, 10.0)), ("100000000", (1e-4, 10.0)),
+                             ("2", (0.1, 0.1))):
+        with pytest.raises(UserError, match="--budget"):
+            SuiteOptions(budget=budget, lr_range=lr_range).budget_of()

@@ -21,6 +21,7 @@ from pipeline.cli.parsing import (
     scheduler_option,
 )
 from pipeline.core import config
+from pipeline.suite import MAX_RATES_PER_DECADE, max_rates
 
 
 def _workload_names() -> list[str]:
@@ -55,7 +56,9 @@ def _list_workloads() -> str:
 @option("--budget", default=config.SUITE_BUDGET, show_default=True, metavar="one-shot|small|large|N",
         help="Tuning budget, the same for every optimizer: one-shot (default rates, no "
              "tuning), small (6 rates x 2 seeds), large (12 x 3, qa tune's), or N rates x "
-             f"{config.SUITE_N_TUNE_SEEDS} seeds.")
+             f"{config.SUITE_N_TUNE_SEEDS} seeds, N at most {MAX_RATES_PER_DECADE} a decade of "
+             f"--lr-range ({max_rates(*config.TUNE_LR_RANGE)} over the default), as every rate "
+             "of a tuning task trains at once in memory.")
 @option("--final-seeds", default=None, type=int,
         help="Fresh seeds for each chosen rate (default: 5; 10 for large).")
 @lr_range_option()

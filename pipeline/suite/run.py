@@ -28,6 +28,7 @@ from pipeline.core.executors import check_scheduler_address
 from pipeline.core.files import atomic_write_json, read_json, stamp_key
 from pipeline.core.locking import FileLock, lock_path_for
 from pipeline.core.ownership import check_replaceable, claim_dir, remove_stale_temps
+from pipeline.suite import MAX_RATES_PER_DECADE, max_rates
 from pipeline.suite.protocol import (
     Budget,
     Problem,
@@ -80,6 +81,7 @@ class SuiteOptions:
                 raise UserError(f"--budget must be one of {', '.join(config.SUITE_BUDGETS)} or a "
                                 f"number of learning rates, got {self.budget!r}") from None
             check_at_least("--budget", n, 1)
+            _check_budget_size(n, *self.lr_range)
             seeds, finals = config.SUITE_N_TUNE_SEEDS, config.SUITE_N_FINAL_SEEDS
         lo, hi = self.lr_range
         grid = tuple(float(v) for v in np.geomspace(lo, hi, n)) if n else ()
@@ -87,6 +89,15 @@ class SuiteOptions:
 
     def budget_name(self) -> str:
         return str(self.budget).strip().lower()
+
+
+def _check_budget_size(n: int, lo: float, hi: float) -> None:
+    """Refuse more rates than MAX_RATES_PER_DECADE a decade of the range (see there why)."""
+    top = max_rates(lo, hi)
+    if n > top:
+        raise UserError(f"--budget {n} puts more than {MAX_RATES_PER_DECADE} learning rates in "
+                        f"a decade of --lr-range {lo:g}:{hi:g}, which holds at most {top:,}; "
+                        f"give N <= {top:,} (large is {config.SUITE_BUDGETS['large'][0]})")
 
 
 def suite_optimizers(names) -> tuple[str, ...]:
