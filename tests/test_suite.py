@@ -326,3 +326,40 @@ def test_the_budget_is_bounded_by_rates_per_decade_of_the_range():
                              ("2", (0.1, 0.1))):
         with pytest.raises(UserError, match="--budget"):
             SuiteOptions(budget=budget, lr_range=lr_range).budget_of()
+
+
+def test_a_bad_scheduler_is_said_before_the_workloads_are_loaded(runner, tmp_path, monkeypatch):
+    import socket
+
+    def no_loading(*a, **k):
+        raise AssertionError("loaded the workloads before connecting to the scheduler")
+
+    monkeypatch.setattr("pipeline.suite.run.load_workload", no_loading)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "s"
+    res = qa(runner, "suite", "-w", "quadratic", "-o", "adam", "--budget", "one-shot",
+             "--scheduler", f"tcp://127.0.0.1:{port}", "--out", out)
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code != 0 and "cannot reach the Dask scheduler" in last, res.output
+    assert not out.exists()
+    res = qa(runner, "suite", "-w", "quadratic", "-o", "adam", "--budget", "one-shot",
+             "--scheduler", "tls://127.0.0.1:8786", "--out", out)
+    assert "qa suite connects to tcp:// schedulers only" in res.output.strip().splitlines()[-1]
+
+
+def test_losing_the_cluster_says_it_may_be_the_workers():
+    """A cancelled task or a dropped connection is the scheduler gone, or (the scheduler
+    alive) its only worker gone with the scattered data: the line names both."""
+    from pipeline.core.errors import UserError
+    from pipeline.core.executors import DaskRunner
+
+    cluster = object.__new__(DaskRunner)
+    cluster.where = "tcp://127.0.0.1:8786"
+
+    def drop():
+        raise OSError("connection closed")
+
+    with pytest.raises(UserError, match="lost the Dask scheduler or its workers at tcp://"):
+        cluster._guard(drop)

@@ -1,4 +1,4 @@
-"""Where `qa tune` runs its trials: local worker processes, or an existing Dask cluster.
+"""Where `qa tune` and `qa suite` run their trials: local worker processes, or an existing Dask cluster.
 
 Both take the data once (the local workers through their initializer, the Dask workers as
 one scattered object) and then run tasks ``fn(spec, data)`` that carry only a small spec.
@@ -72,11 +72,14 @@ class DaskRunner:
     workers or the scheduler lost mid-run. Finished trials are already in the caller's log.
     """
 
-    def __init__(self, address: str, data) -> None:
+    def __init__(self, address: str, data=None, command: str = "qa tune") -> None:
+        """Connect to ``address`` and wait for a worker; send ``data`` now, or later with
+        :meth:`send` (`qa suite` connects before it spends minutes loading its workloads, so
+        that a bad cluster is told first). ``command`` is named in a refused address."""
         require("distributed")
         self.where = address
         _quiet_distributed()
-        self.client = _connect(address, config.SCHEDULER_TIMEOUT)
+        self.client = _connect(address, config.SCHEDULER_TIMEOUT, command)
         try:
             self.client.wait_for_workers(1, timeout=config.SCHEDULER_WORKER_WAIT)
         except Exception as e:
@@ -86,7 +89,13 @@ class DaskRunner:
                             f"`dask worker {address}`") from e
         n = len(self.client.scheduler_info().get("workers", {}))
         log.info("Dask scheduler %s with %d worker(s)", address, n)
-        self.data = self._guard(lambda: self.client.scatter(data, broadcast=True))  # once
+        self.data = None
+        if data is not None:
+            self.send(data)
+
+    def send(self, data) -> None:
+        """Scatter ``data`` to every worker, once; the tasks get it by reference."""
+        self.data = self._guard(lambda: self.client.scatter(data, broadcast=True))
 
     def submit(self, fn, spec):
         return self._guard(lambda: self.client.submit(fn, spec, self.data, pure=False))
@@ -120,8 +129,8 @@ class DaskRunner:
     def _check_task(self, f) -> None:
         """A task that failed because of the cluster (its worker died, it was cancelled)
         becomes a UserError; a task's own error is the caller's, through ``f.result()``."""
-        if f.status == "cancelled":
-            raise self._lost("the Dask scheduler")
+        if f.status == "cancelled":  # the scheduler went away, or the worker holding the data
+            raise self._lost(LOST)
         if f.status == "error":
             from distributed import KilledWorker
 
@@ -141,7 +150,7 @@ class DaskRunner:
         except TimeoutError:
             raise
         except (CancelledError, FuturesCancelledError, OSError) as e:
-            raise self._lost("the Dask scheduler") from e
+            raise self._lost(LOST) from e
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a dead scheduler cannot be said goodbye to
@@ -149,14 +158,19 @@ class DaskRunner:
 
 
 SCHEMES = ("tcp://", "")  # what the client is configured for: no TLS context, no UCX
+# what a cancelled task or a dropped connection means: the scheduler went away, or (with the
+# scheduler alive) the workers did, taking the scattered data and the running tasks with them
+LOST = "the Dask scheduler or its workers"
 
 
-def check_scheduler_address(address: str, option: str = "--scheduler") -> tuple[str, int]:
+def check_scheduler_address(address: str, option: str = "--scheduler",
+                            command: str = "qa tune") -> tuple[str, int]:
     """(host, port) of a tcp:// scheduler address, or a UserError naming ``option`` (where the
-    address came from). Needs no connection: `TuneOptions.validate` calls it before any work."""
+    address came from) and ``command``. Needs no connection: `TuneOptions.validate` and
+    `SuiteOptions.validate` call it before any work."""
     scheme = address.split("://", 1)[0] + "://" if "://" in address else ""
     if scheme not in SCHEMES:
-        raise UserError(f"{option} {address}: qa tune connects to tcp:// schedulers only "
+        raise UserError(f"{option} {address}: {command} connects to tcp:// schedulers only "
                         f"(got {scheme}); give tcp://HOST:PORT")
     hostport = address.split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
@@ -166,14 +180,14 @@ def check_scheduler_address(address: str, option: str = "--scheduler") -> tuple[
     return host, int(port)
 
 
-def _connect(address: str, deadline: float):
+def _connect(address: str, deadline: float, command: str = "qa tune"):
     """A connected ``distributed.Client`` within ``deadline`` seconds, or a UserError.
 
     The client is made in a helper thread: its handshake has no bound of its own, and a
     server that accepts TCP but never answers would hold it forever."""
     from distributed import Client
 
-    host, port = check_scheduler_address(address)
+    host, port = check_scheduler_address(address, command=command)
     try:  # a refused or unroutable address is told at once, not after distributed's retries
         socket.create_connection((host.strip("[]"), port), timeout=deadline).close()
     except OSError as e:

@@ -66,9 +66,10 @@ class SuiteOptions:
         if self.jobs is not None:
             check_at_least("--jobs", self.jobs, 1)
         if self.scheduler:  # before the suite dir is made: a bad address leaves nothing behind
-            check_scheduler_address(self.scheduler)
+            check_scheduler_address(self.scheduler, command="qa suite")
         elif os.environ.get(config.SCHEDULER_ENV):
-            check_scheduler_address(os.environ[config.SCHEDULER_ENV], f"${config.SCHEDULER_ENV}")
+            check_scheduler_address(os.environ[config.SCHEDULER_ENV], f"${config.SCHEDULER_ENV}",
+                                    command="qa suite")
 
     def budget_of(self) -> Budget:
         name = str(self.budget).strip().lower()
@@ -140,8 +141,9 @@ def _task_seconds(w: Workload, spec: dict) -> float:
 def suite(opts: SuiteOptions, out: Path | None = None, show_progress: bool = True) -> Path:
     """Run `qa suite`; returns the output dir.
 
-    Everything that can fail on the user's input (options, the workloads' data, the Dask
-    scheduler) is tried before the output dir is made, so a failure leaves nothing behind."""
+    Everything that can fail on the user's input (options, the output names, the Dask
+    scheduler, then the workloads' data) is tried before the output dir is made, so a failure
+    leaves nothing behind."""
     from pipeline.core.workers import default_jobs
 
     opts.validate()
@@ -189,14 +191,25 @@ def _check_outputs(out_dir: Path, names: list[str]) -> None:
 
 def _runner(opts: SuiteOptions, workloads: list[Workload], todo: list, jobs: int,
             show_progress: bool):
-    """The workloads' data, loaded, and the workers that get it (a Dask cluster connected)."""
-    from pipeline.core.executors import make_runner
+    """The workers (a Dask cluster connected first: a bad one is said before minutes of
+    loading), then the workloads' data, loaded and handed to them."""
+    from pipeline.core.executors import DaskRunner, LocalRunner
 
-    # the workloads that only read files first: a missing MNIST is said before minutes of
-    # embedding the QA sets, not after
-    order = sorted(workloads, key=lambda w: w.model["kind"] == "tanh")
-    data = {w.name: load_workload(w, opts, show_progress) for w in order}
-    return make_runner(opts.scheduler, min(jobs, len(todo) or 1), data)  # may fail in one line
+    address = opts.scheduler or os.environ.get(config.SCHEDULER_ENV)
+    cluster = DaskRunner(address, command="qa suite") if address else None  # may fail in one line
+    try:
+        # the workloads that only read files first: a missing MNIST is said before minutes of
+        # embedding the QA sets, not after
+        order = sorted(workloads, key=lambda w: w.model["kind"] == "tanh")
+        data = {w.name: load_workload(w, opts, show_progress) for w in order}
+        if cluster is None:
+            return LocalRunner(min(jobs, len(todo) or 1), data)
+        cluster.send(data)
+        return cluster
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
 
 
 def _finished_before(out_dir: Path, cells, budget: Budget, trials: TrialLog) -> list:
