@@ -363,3 +363,53 @@ def test_losing_the_cluster_says_it_may_be_the_workers():
 
     with pytest.raises(UserError, match="lost the Dask scheduler or its workers at tcp://"):
         cluster._guard(drop)
+
+
+LATE_BOOM = '''
+from models.optimizers import Optimizer, register_optimizer
+
+
+@register_optimizer("latebo")
+class LateBoom(Optimizer):
+    """Passes the sanity check (50 steps), raises in training."""
+    elementwise = True
+
+    def __init__(self, lr=0.01):
+        super().__init__(lr)
+
+    def _update(self, p, g, st, first, decay):
+        if self.t > 200:
+            raise RuntimeError("kaboom late")
+        p -= self.lr * g
+'''
+
+
+def test_a_plugin_that_raises_in_a_trial_is_one_line_naming_it(runner, tmp_path):
+    plugin = tmp_path / "late.py"
+    plugin.write_text(LATE_BOOM)
+    out = tmp_path / "s"
+    common = ["-w", "quadratic", "--budget", "one-shot", "--final-seeds", "2", "--jobs", "1",
+              "--out", out]
+    res = qa(runner, "suite", "--plugin", plugin, "-o", "adam,latebo", *common)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("error: plug-in optimizer 'latebo'"), res.output
+    assert "RuntimeError: kaboom late" in last and str(plugin) in last
+    kept = {r["optimizer"] for r in _lines(out / "trials.jsonl")}
+    assert kept == {"adam"}  # adam's trials ran first and are journaled
+    res = qa(runner, "suite", "-o", "adam", *common)  # without the plug-in: finishes
+    assert res.exit_code == 0, res.output
+
+
+def test_a_bug_of_qas_in_a_plugins_trial_stays_an_internal_error(runner, tmp_path, monkeypatch):
+    plugin = tmp_path / "late.py"
+    plugin.write_text(LATE_BOOM)
+
+    def qa_bug(*a, **k):
+        raise RuntimeError("a bug of qa's")
+
+    monkeypatch.setattr("pipeline.suite.protocol.train_members", qa_bug)
+    res = qa(runner, "suite", "--plugin", plugin, "-o", "latebo", "-w", "quadratic", "--budget",
+             "one-shot", "--final-seeds", "2", "--jobs", "1", "--out", tmp_path / "s")
+    assert res.exit_code != 0
+    assert isinstance(res.exception, RuntimeError) or "internal error" in res.output, res.output

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from models.ensemble_training import train_members
 from models.optimizers import make_optimizer
 from models.training import DivergenceError, TrainConfig
 from pipeline.core import config
-from pipeline.core.errors import UserError, check_positive
+from pipeline.core.errors import UserError, check_positive, first_line
 from pipeline.core.jsonl import append_jsonl, read_jsonl_numbered
 from pipeline.suite.stats import bootstrap_ci, choose_lr, directness, up_fraction
 
@@ -170,18 +171,67 @@ def _train_group(spec, members, X, y, eval_sets, cfg) -> list:
     seeds = [s for _, s in members]
     model = build_members(spec["model"], X.shape[-1], seeds, X.dtype)
     lrs = np.array([lr for lr, _ in members], dtype=X.dtype)[:, None]  # (S, 1)
-    opt = make_optimizer(spec["optimizer"], lr=lrs, **spec["hparams"])
-    if hasattr(model, "no_decay"):
-        opt.no_decay = model.no_decay()
     try:
-        return train_members(model, opt, X, y, cfg, seeds, eval_sets=eval_sets,
-                             grad_norm=False)  # no trial record uses it
+        with _blaming_plugin(spec):
+            opt = make_optimizer(spec["optimizer"], lr=lrs, **spec["hparams"])
+            if hasattr(model, "no_decay"):
+                opt.no_decay = model.no_decay()
+            return train_members(model, opt, X, y, cfg, seeds, eval_sets=eval_sets,
+                                 grad_norm=False)  # no trial record uses it
     except DivergenceError as e:
         if len(members) == 1:
             return [str(e)]
         half = len(members) // 2
         return (_train_group(spec, members[:half], X, y, eval_sets, cfg)
                 + _train_group(spec, members[half:], X, y, eval_sets, cfg))
+
+
+@contextmanager
+def _blaming_plugin(spec: dict):
+    """An exception raised in a plug-in optimizer's own code (a frame of its class's file in
+    the traceback: its ``_update`` or ``step``, or what they call) becomes one UserError that
+    names the plug-in, instead of an internal error of qa's: the sanity check at loading runs
+    50 steps on a quadratic, and a plug-in can still fail later in a real trial. Any other
+    exception, a built-in optimizer's included, passes unchanged (a bug of qa's stays one)."""
+    from pipeline.core.plugins import plugin_names
+
+    name = spec["optimizer"]
+    try:
+        yield
+    except (DivergenceError, UserError):
+        raise
+    except Exception as e:
+        from models.optimizers import OPTIMIZERS
+
+        files = _own_files(OPTIMIZERS.get(name)) if name in plugin_names() else set()
+        if not files or not _raised_in(e, files):
+            raise
+        where = f"{spec['workload']} " if spec["workload"] else ""
+        raise UserError(f"plug-in optimizer {name!r} ({', '.join(sorted(files))}) raised "
+                        f"{type(e).__name__}: {first_line(e) or '(no message)'} in a "
+                        f"{where}{spec['phase']} trial; fix the plug-in, or leave it out with "
+                        "--optimizers (the trials finished so far are kept: a rerun continues "
+                        "from them)") from e
+
+
+def _own_files(cls) -> set[str]:
+    """The source files of a plug-in class's methods and of its bases' that are not qa's (a
+    plug-in may subclass a built-in optimizer, whose code stays qa's)."""
+    files = set()
+    for c in getattr(cls, "__mro__", ()):
+        if c.__module__.split(".")[0] in ("models", "pipeline", "builtins"):
+            continue
+        files |= {f.__code__.co_filename for f in vars(c).values() if hasattr(f, "__code__")}
+    return files
+
+
+def _raised_in(e: BaseException, files: set[str]) -> bool:
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in files:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _first_crossing(values: np.ndarray, target: float, higher: bool) -> int | None:
@@ -416,7 +466,8 @@ def run_tasks(cells: list[Cell], budget: Budget, trials: TrialLog, runner, bar,
             on_spare_core()
             on_spare_core = None
         done, _ = runner.wait_any(set(pending))
-        for f in done:
+        # the tasks that failed last: what the others finished is journaled before the error
+        for f in sorted(done, key=lambda f: f.exception() is not None):
             spec = pending.pop(f)
             trials.add(f.result())
             bar.update(len(spec["lrs"]) * len(spec["seeds"]))
