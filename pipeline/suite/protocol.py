@@ -209,8 +209,8 @@ def _blaming_plugin(spec: dict):
         where = f"{spec['workload']} " if spec["workload"] else ""
         raise UserError(f"plug-in optimizer {name!r} ({', '.join(sorted(files))}) raised "
                         f"{type(e).__name__}: {first_line(e) or '(no message)'} in a "
-                        f"{where}{spec['phase']} trial; fix the plug-in, or leave it out with "
-                        "--optimizers (the trials finished so far are kept: a rerun continues "
+                        f"{where}{spec['phase']} trial; fix the plug-in, or leave it out of -o "
+                        "(the trials finished so far are kept: a rerun continues "
                         "from them)") from e
 
 
