@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 
 import numpy as np
@@ -256,3 +258,118 @@ def test_bundled_embedder_takes_the_batch_size():
     emb.model.encode = lambda chunk, is_query: seen.append(len(chunk)) or real(chunk, is_query)
     emb.encode([f"metin {i}" for i in range(15)], "passage")
     assert seen == [7, 7, 1]
+
+
+# ------------------------------------------------------------ kill -9 during embedding
+class _FakeEmbedder:
+    """A vector per (kind, text), the same in every run; ``die_after`` texts asked for in all
+    calls, it ends the process as kill -9 would (no handler, no finally)."""
+
+    def __init__(self, die_after: int | None = None, how=None) -> None:
+        self.die_after, self.how, self.seen = die_after, how, []
+
+    def encode(self, texts, kind):
+        if self.die_after is not None and len(self.seen) + len(texts) > self.die_after:
+            (self.how or (lambda: os._exit(137)))()
+        self.seen += texts
+        seeds = [int(hashlib.sha256(f"{kind}|{t}".encode()).hexdigest()[:8], 16) for t in texts]
+        return np.stack([np.random.default_rng(s).standard_normal(8) for s in seeds]).astype(
+            np.float32)  # (len(texts), 8)
+
+
+def _fake_pairs(n_questions=10):
+    qs = [f"soru {i} " + "uzun " * (i % 3) for i in range(n_questions)]
+    return [q for q in qs for _ in (0, 1)], [f"cevap {i}" + "!" * (i % 5) for i in range(20)]
+
+
+def _embed_with(fake, cache_dir, monkeypatch):
+    from pipeline.corpus import embed
+
+    monkeypatch.setattr(embed, "_load_embedder", lambda *a, **k: fake)
+    qs, ans = _fake_pairs()
+    opts = EmbedOptions(embedder="bundled", batch_size=4)
+    return embed.embed_pairs(qs, ans, opts, "query: ", "passage: ", False, cache_dir)
+
+
+def _killed(target) -> int:
+    """Run ``target`` in a forked child (it sees this process's monkeypatches); its exit code."""
+    import multiprocessing
+
+    p = multiprocessing.get_context("fork").Process(target=target)
+    p.start()
+    p.join(60)
+    return p.exitcode
+
+
+def test_rerun_after_kill_embeds_only_what_was_not_saved(tmp_path, monkeypatch):
+    """10 questions and 20 answers in batches of 4: killed when asked for text 15 (the 2nd
+    batch of answers), the run has saved 10 + 4 vectors; the rerun embeds the other 16."""
+    from pipeline.corpus import text_cache
+
+    monkeypatch.setattr(text_cache, "SAVE_EVERY_S", 0.0)  # save after every batch...
+    monkeypatch.setattr(text_cache, "SAVE_COST_SHARE", float("inf"))  # ...however long it takes
+    assert _killed(lambda: _embed_with(_FakeEmbedder(die_after=14), tmp_path / "c",
+                                       monkeypatch)) == 137
+    assert len(TextCache(tmp_path / "c", "bundled").vecs) == 14
+    rerun = _FakeEmbedder()
+    Q, A, n_new, _ = _embed_with(rerun, tmp_path / "c", monkeypatch)
+    assert n_new == len(rerun.seen) == 16 and len(set(rerun.seen)) == 16
+
+    Q0, A0, n0, _ = _embed_with(_FakeEmbedder(), tmp_path / "clean", monkeypatch)
+    assert n0 == 30
+    np.testing.assert_array_equal(Q, Q0)
+    np.testing.assert_array_equal(A, A0)
+    assert [k for k in sorted(os.listdir(tmp_path / "c")) if k.endswith(".tmp")] == []
+
+
+def test_an_interrupted_run_saves_what_it_embedded(tmp_path, monkeypatch):
+    """Ctrl-C (or an error) before the first timed save still keeps the finished batches."""
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _embed_with(_FakeEmbedder(die_after=14, how=ctrl_c), tmp_path, monkeypatch)
+    assert len(TextCache(tmp_path, "bundled").vecs) == 14
+
+
+def test_a_kill_during_a_save_leaves_the_previous_cache(tmp_path, monkeypatch):
+    cache = TextCache(tmp_path, "bundled")
+    cache.add("a" * 64, np.ones(8, np.float32))
+    cache.save()
+    before = cache.path.read_bytes()
+
+    def killed_in_save():
+        cache.add("b" * 64, np.zeros(8, np.float32))
+        monkeypatch.setattr(os, "replace", lambda *a: os._exit(137))  # before the rename
+        cache.save()
+
+    assert _killed(killed_in_save) == 137
+    assert cache.path.read_bytes() == before  # the previous good file, whole
+    assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # the killed save's temp
+    rerun = TextCache(tmp_path, "bundled")
+    assert list(rerun.vecs) == ["a" * 64]
+    rerun.add("c" * 64, np.zeros(8, np.float32))
+    rerun.save()
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # removed under the lock
+    assert sorted(TextCache(tmp_path, "bundled").vecs) == ["a" * 64, "c" * 64]
+
+
+def test_saves_are_timed_to_cost_little(tmp_path, monkeypatch):
+    """Due every SAVE_EVERY_S (2 s), or every 20 save-times when a save costs more (0.5 s -> 10 s)."""
+    from pipeline.corpus import text_cache
+
+    now = [100.0]
+    monkeypatch.setattr(text_cache.time, "monotonic", lambda: now[0])
+    cache = TextCache(tmp_path, "bundled")
+    cache.add("a" * 64, np.ones(8, np.float32))
+    now[0] = 101.9
+    assert not cache.save_if_due()
+    now[0] = 102.0
+    assert cache.save_if_due() and not cache.new
+    cache.save_seconds = 0.5
+    cache.add("b" * 64, np.ones(8, np.float32))
+    now[0] = 111.9
+    assert not cache.save_if_due()
+    now[0] = 112.0
+    assert cache.save_if_due()
+    assert not cache.save_if_due()  # nothing new: nothing to write

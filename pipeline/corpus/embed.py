@@ -173,7 +173,8 @@ def embed_pairs(questions: list[str], answers: list[str], opts: EmbedOptions, qp
 
     Each distinct text is embedded once, and only if the text cache (in ``cache_dir``,
     default ``config.EMBED_CACHE_DIR``) lacks it (the model is loaded only then); new vectors
-    are merged into the cache.
+    are saved into the cache as they come (:func:`_embed_missing`), so a rerun after a kill
+    embeds only what the killed run had not saved.
     """
     t0 = time.perf_counter()
     if not questions:
@@ -182,19 +183,24 @@ def embed_pairs(questions: list[str], answers: list[str], opts: EmbedOptions, qp
     embedder: Embedder | None = None
     vectors: dict[str, np.ndarray] = {}
     n_new = 0
-    for kind, texts, prompt in (("query", questions, qp), ("passage", answers, pp)):
-        uniq = list(dict.fromkeys(texts))
-        keys = [_text_key(prompt, t) for t in uniq]
-        todo = [(t, k) for t, k in zip(uniq, keys, strict=True) if k not in cache.vecs]
-        if todo:
-            if embedder is None:  # load the model only when something is missing
-                embedder = _load_embedder(opts, qp, pp, show_progress)
-            new = embedder.encode([t for t, _ in todo], kind)
-            for (_, k), v in zip(todo, new, strict=True):
-                cache.add(k, v)
-            n_new += len(todo)
-        for t, k in zip(uniq, keys, strict=True):
-            vectors[f"{kind}:{t}"] = cache.vecs[k]
+    try:
+        for kind, texts, prompt in (("query", questions, qp), ("passage", answers, pp)):
+            uniq = list(dict.fromkeys(texts))
+            keys = [_text_key(prompt, t) for t in uniq]
+            todo = [(t, k) for t, k in zip(uniq, keys, strict=True) if k not in cache.vecs]
+            if todo:
+                if embedder is None:  # load the model only when something is missing
+                    embedder = _load_embedder(opts, qp, pp, show_progress=False)  # our bar
+                _embed_missing(embedder, cache, todo, kind, opts.batch_size, show_progress)
+                n_new += len(todo)
+            for t, k in zip(uniq, keys, strict=True):
+                vectors[f"{kind}:{t}"] = cache.vecs[k]
+    except BaseException:  # Ctrl-C or an error: keep what was embedded, then say why we stop
+        try:
+            cache.save()
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            log.warning("could not save the embedding cache %s", cache.path)
+        raise
     cache.save()
     seconds = time.perf_counter() - t0
     if n_new:
@@ -203,6 +209,28 @@ def embed_pairs(questions: list[str], answers: list[str], opts: EmbedOptions, qp
     Q = np.stack([vectors[f"query:{q}"] for q in questions])  # (N, d)
     A = np.stack([vectors[f"passage:{a}"] for a in answers])  # (N, d)
     return Q, A, n_new, seconds
+
+
+def _embed_missing(embedder: Embedder, cache: TextCache, todo: list[tuple[str, str]],
+                   kind: str, batch_size: int, show_progress: bool) -> None:
+    """Embed ``todo`` ((text, cache key) pairs) one batch per call, adding each vector to
+    ``cache`` and saving it when due (:meth:`TextCache.save_if_due`).
+
+    Longest texts first, as sentence-transformers orders one call's batches, so that batches
+    pad as little as they did when all texts went to one ``encode`` call.
+    """
+    from tqdm import tqdm
+
+    todo = sorted(todo, key=lambda tk: -len(tk[0]))
+    desc = "embed questions" if kind == "query" else "embed answers"
+    with tqdm(total=len(todo), desc=desc, unit="text", disable=not show_progress) as bar:
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
+            vecs = embedder.encode([t for t, _ in batch], kind)  # (len(batch), dim)
+            for (_, k), v in zip(batch, vecs, strict=True):
+                cache.add(k, v)
+            cache.save_if_due()
+            bar.update(len(batch))
 
 
 def _write_processed(out_dir: Path, df, X: np.ndarray, y: np.ndarray, test: np.ndarray,
