@@ -413,3 +413,26 @@ def test_a_bug_of_qas_in_a_plugins_trial_stays_an_internal_error(runner, tmp_pat
              "one-shot", "--final-seeds", "2", "--jobs", "1", "--out", tmp_path / "s")
     assert res.exit_code != 0
     assert isinstance(res.exception, RuntimeError) or "internal error" in res.output, res.output
+
+
+@pytest.mark.parametrize("meta", [{"protocol": [1]}, {"protocol": {"workloads": [1]}},
+                                  {"protocol": {"workloads": {"quadratic": 3}}}, [1]])
+def test_a_meta_json_of_another_shape_is_one_line(runner, tmp_path, meta):
+    out = tmp_path / "s"
+    assert qa(runner, "suite", *QUICK, "-o", "adam", "--out", out).exit_code == 0
+    (out / "meta.json").write_text(json.dumps(meta))
+    res = qa(runner, "suite", *QUICK, "-o", "adam", "--out", out)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(out / "meta.json") in last, res.output
+    assert "delete it" in last
+
+
+def test_a_hand_edited_wall_time_in_suite_json_does_not_stop_a_redraw(runner, tmp_path):
+    out = tmp_path / "s"
+    assert qa(runner, "suite", *QUICK, "-o", "adam", "--out", out).exit_code == 0
+    for meta in ([1], {"wall_time_s": "long"}):
+        (out / "suite.json").write_text(json.dumps({"_meta": meta}))
+        res = qa(runner, "suite", *QUICK, "-o", "adam", "--out", out)
+        assert res.exit_code == 0, res.output
+        assert json.loads((out / "suite.json").read_text())["_meta"]["wall_time_s"] is None

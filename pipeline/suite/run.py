@@ -220,7 +220,7 @@ def _finished_before(out_dir: Path, cells, budget: Budget, trials: TrialLog) -> 
 
     have = {(p.name, o) for p, o in cells}
     names = [n for n in optimizer_names() if n in {r["optimizer"] for r in trials.trials.values()}]
-    recorded = read_json(out_dir / "meta.json", "delete it").get("protocol", {}).get("workloads", {})
+    recorded = (_recorded_protocol(out_dir) or {}).get("workloads", {})
     extra = []
     for w in (WORKLOADS[n] for n in WORKLOADS if n in recorded):
         for o in names:
@@ -249,7 +249,10 @@ def _summarise(out_dir: Path, cells, budget: Budget, trials: TrialLog, opts, job
     if seconds is None:
         prev = out_dir / "suite.json"
         old = read_json(prev, "delete it").get("_meta", {}) if prev.exists() else {}
-        seconds = old.get("wall_time_s")
+        seconds = old.get("wall_time_s") if isinstance(old, dict) else None
+        if not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+                and math.isfinite(seconds)):  # a hand-edited value: the time is not known
+            seconds = None
     summary["_meta"] = {"budget": opts.budget_name(),
                         "wall_time_s": None if seconds is None else round(seconds, 2),
                         "jobs": None if opts.scheduler else jobs}  # None: a Dask cluster
@@ -311,11 +314,10 @@ def _same_protocol(out_dir: Path, budget: Budget, workloads: list[Workload]) -> 
             "final_seeds": budget.final_seeds}
     specs = {w.name: {"model": w.model, "epochs": w.epochs, "batch_size": w.batch_size,
                       "target": w.target} for w in workloads}
-    meta = out_dir / "meta.json"
-    if not meta.is_file():
+    prev = _recorded_protocol(out_dir)
+    if prev is None:
         return {**mine, "workloads": specs}
-    prev = read_json(meta, "delete it, or pass --out NEW").get("protocol") or {}
-    old_w = prev.get("workloads") if isinstance(prev.get("workloads"), dict) else {}
+    old_w = prev.get("workloads", {})
     diff = [k.replace("_", " ") for k in mine if prev.get(k) != mine[k]]
     diff += [f"{n} settings" for n in specs if n in old_w and old_w[n] != specs[n]]
     if diff and (out_dir / "trials.jsonl").exists():
@@ -324,8 +326,26 @@ def _same_protocol(out_dir: Path, budget: Budget, workloads: list[Workload]) -> 
     return {**mine, "workloads": {**old_w, **specs}}
 
 
+def _recorded_protocol(out_dir: Path) -> dict | None:
+    """meta.json's protocol (None when there is no meta.json), or one line when its shape is
+    not what :func:`_record_protocol` writes: an object whose "protocol" is an object (or
+    null) whose "workloads", if there, maps names to settings."""
+    meta = out_dir / "meta.json"
+    if not meta.is_file():
+        return None
+    fix = "delete it (the protocol is recorded again), or pass --out NEW"
+    prev = read_json(meta, fix).get("protocol") or {}
+    if not isinstance(prev, dict):
+        raise UserError(f'{meta} has "protocol" {str(prev)[:40]}, not an object; {fix}')
+    workloads = prev.get("workloads", {})
+    if not isinstance(workloads, dict) or not all(isinstance(v, dict) for v in workloads.values()):
+        raise UserError(f'{meta} has "protocol" "workloads" {str(workloads)[:40]}, not an object '
+                        f"of workload settings; {fix}")
+    return prev
+
+
 def _record_protocol(out_dir: Path, protocol: dict) -> None:
     meta = out_dir / "meta.json"
-    prev = read_json(meta, "delete it, or pass --out NEW").get("protocol") if meta.is_file() else None
+    prev = _recorded_protocol(out_dir)
     if protocol != prev:
         atomic_write_json(meta, {"key": stamp_key(protocol), "protocol": protocol})
