@@ -487,3 +487,62 @@ def test_report_shows_no_spread_for_one_seed(runner, one_seed_run, processed):
     rows = [ln for ln in report.splitlines() if ln.startswith(("| gd |", "| sgd |"))]
     assert len(rows) == 2 and all(ln.count("± –") == 4 for ln in rows), rows
     assert "± 0.000" not in report
+
+
+# ------------------------------------------------------- a claim killed before its marker
+QUADRATIC = ["suite", "-w", "quadratic", "-o", "adam", "--budget", "one-shot"]
+
+
+def test_a_dir_left_by_a_claim_killed_before_its_marker_is_claimed(runner, tmp_path,
+                                                                    monkeypatch):
+    """kill -9 between claim_dir's mkdir and its marker's rename leaves only the marker's
+    temp; the rerun takes the dir, removes the temp and writes the marker."""
+    import multiprocessing
+
+    from pipeline.core.ownership import OWNER_MARKER, claim_dir
+
+    out = tmp_path / "killed"
+
+    def killed_in_claim():
+        monkeypatch.setattr(os, "replace", lambda *a: os._exit(137))  # before the rename
+        claim_dir(out, "suite")
+
+    child = multiprocessing.get_context("fork").Process(target=killed_in_claim)
+    child.start()
+    child.join(60)
+    assert child.exitcode == 137
+    (left,) = out.iterdir()
+    assert left.name.startswith(f".{OWNER_MARKER}.") and left.name.endswith(".tmp")
+
+    res = runner.invoke(main, [*QUADRATIC, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / OWNER_MARKER).read_text() == "suite\n" and not left.exists()
+    assert (out / "suite.json").is_file()
+
+    # check_writable's probe too, and several leftovers at once
+    for i, names in enumerate([[".qa-write-test.k2_x9q0z.tmp"],
+                               ["..qa-output.abc123.tmp", ".qa-write-test.a1b2c3d4.tmp"]]):
+        (tmp_path / f"d{i}").mkdir()
+        for name in names:
+            (tmp_path / f"d{i}" / name).touch()
+        assert claim_dir(tmp_path / f"d{i}", "curve") == tmp_path / f"d{i}"
+        assert os.listdir(tmp_path / f"d{i}") == [OWNER_MARKER]
+
+
+@pytest.mark.parametrize("other", ["notes.txt", ".DS_Store", "..qa-output.bak",
+                                   "..qa-output.ABC.tmp", ".qa-output.abc123.tmp",
+                                   "dir:..qa-output.abc123.tmp"])
+def test_claim_leftovers_beside_anything_else_are_refused_and_kept(other, runner, tmp_path):
+    out = tmp_path / "mixed"
+    out.mkdir()
+    if other.startswith("dir:"):  # our temp's name, but a directory: not ours
+        (out / other[4:]).mkdir()
+        (out / other[4:] / "f").write_text("user's")
+    else:
+        (out / other).write_text("user's")
+    (out / "..qa-output.x1y2z3ab.tmp").touch()  # as a killed claim_dir leaves it
+    before = _tree(out)
+    res = runner.invoke(main, [*QUADRATIC, "--out", str(out)])
+    assert "is not empty and was not made by qa" in _one_line(res)
+    assert _tree(out) == before and sorted(os.listdir(out)) == sorted(
+        ["..qa-output.x1y2z3ab.tmp", other.removeprefix("dir:")])

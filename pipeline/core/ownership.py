@@ -13,6 +13,7 @@ import fnmatch
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,6 +51,13 @@ DIR_KINDS = {  # kind -> the command that makes it (for messages)
     "mnist-sweep": "qa mnist sweep",
     "suite": "qa suite",
 }
+WRITE_TEST = ".qa-write-test"  # check_writable's probe file: ".qa-write-test.<random>.tmp"
+# The temps claim_dir makes in a directory before its marker is there: the marker's own
+# (atomic_write_bytes names it ".<name>.<random>.tmp": "..qa-output.<random>.tmp") and
+# check_writable's probe. A kill in that window leaves a directory holding nothing else,
+# which is ours to claim. mkstemp's random part is [a-z0-9_]; its length is tempfile's.
+_CLAIM_TEMP = re.compile(rf"(?:{re.escape(f'.{OWNER_MARKER}.')}|{re.escape(f'{WRITE_TEST}.')})"
+                         rf"[a-z0-9_]+{re.escape(TEMP_SUFFIX)}")
 
 
 def _json_has(*keys: str):
@@ -194,7 +202,7 @@ def check_replaceable(path: Path, option: str = "--out", kind: str | None = None
     writes a directory: call it before any work, then :func:`claim_dir` to write. A folder
     that cannot be written is refused here too (:func:`check_writable`)."""
     path = Path(path)
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    if not path.exists() or (path.is_dir() and _claim_leftovers(path) is not None):
         check_writable(path, option)
         return
     if not path.is_dir():
@@ -221,7 +229,7 @@ def check_writable(path: Path, option: str = "--out") -> None:
     if not p.is_dir():
         return  # not a folder: the caller says so, naming it
     try:
-        fd, tmp = tempfile.mkstemp(dir=p, prefix=".qa-write-test.", suffix=TEMP_SUFFIX)
+        fd, tmp = tempfile.mkstemp(dir=p, prefix=f"{WRITE_TEST}.", suffix=TEMP_SUFFIX)
     except OSError as e:
         raise UserError(f"cannot write in {p} ({e.strerror or e}); choose another {option}") \
             from None
@@ -236,9 +244,23 @@ def claim_dir(path: Path, kind: str, option: str = "--out") -> Path:
     path = Path(path)
     check_replaceable(path, option, kind)
     ensure_dir(path)
+    for p in _claim_leftovers(path) or ():  # a claim killed before its marker was in place
+        p.unlink(missing_ok=True)
+        log.info("removed %s, left by an interrupted run", p)
     if _marker_word(path) != kind:  # new, or an old marker that named no kind
         atomic_write_text(path / OWNER_MARKER, f"{kind}\n")
     return path
+
+
+def _claim_leftovers(path: Path) -> list[Path] | None:
+    """The temps of a killed :func:`claim_dir` (:data:`_CLAIM_TEMP`) when they are all that
+    directory ``path`` holds ([] when it is empty); None when it holds anything else."""
+    found = []
+    for p in path.iterdir():
+        if not (_CLAIM_TEMP.fullmatch(p.name) and p.is_file() and not p.is_symlink()):
+            return None
+        found.append(p)
+    return found
 
 
 def make_temp_dir(parent: Path, name: str, kind: str | None = None) -> Path:
