@@ -436,3 +436,26 @@ def test_a_hand_edited_wall_time_in_suite_json_does_not_stop_a_redraw(runner, tm
         res = qa(runner, "suite", *QUICK, "-o", "adam", "--out", out)
         assert res.exit_code == 0, res.output
         assert json.loads((out / "suite.json").read_text())["_meta"]["wall_time_s"] is None
+
+
+def test_a_kill_after_suite_json_leaves_no_report_of_the_earlier_numbers(runner, tmp_path,
+                                                                         monkeypatch):
+    """A rerun that adds an optimizer, killed between writing the new suite.json and drawing
+    it, left report.md and the figures of the earlier run beside a suite.json with one more
+    optimizer (found by an adversarial pass). Now they are gone in that window, and the rerun
+    draws them."""
+    out = tmp_path / "s"
+    assert qa(runner, "suite", *QUICK, "-o", "adam", "--out", out).exit_code == 0
+    assert (out / "report.md").exists() and (out / "lr_quadratic.png").exists()
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # as a kill right after suite.json was written
+
+    monkeypatch.setattr("pipeline.suite.report.write_report", killed)
+    qa(runner, "suite", *QUICK, "-o", "adam,sgd", "--out", out)
+    assert "sgd" in json.loads((out / "suite.json").read_text())["score"]
+    assert not any((out / n).exists() for n in ("report.md", "profile.png", "heatmap.png",
+                                                "lr_quadratic.png", "lr_fit-cubic.png"))
+    monkeypatch.undo()
+    assert qa(runner, "suite", *QUICK, "-o", "adam,sgd", "--out", out).exit_code == 0
+    assert "| sgd |" in (out / "report.md").read_text()

@@ -256,6 +256,11 @@ def _summarise(out_dir: Path, cells, budget: Budget, trials: TrialLog, opts, job
     summary["_meta"] = {"budget": opts.budget_name(),
                         "wall_time_s": None if seconds is None else round(seconds, 2),
                         "jobs": None if opts.scheduler else jobs}  # None: a Dask cluster
+    # what was drawn from the previous suite.json goes first, so that a kill between writing
+    # the new one and drawing it leaves no report or figure of other numbers (the rerun draws)
+    for name in output_names(WORKLOADS, True)[1:]:  # all but suite.json
+        if (out_dir / name).is_file():
+            (out_dir / name).unlink()
     atomic_write_json(out_dir / "suite.json", summary)
     write_report(out_dir, summary)
 
