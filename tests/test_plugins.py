@@ -197,6 +197,8 @@ BROKEN = {  # file text, optimizer to ask for, what the one line says
                 "never lowered the loss"),
     "crashes": (_plugin("        st['v'] += g\n", "crashes"), "crashes",
                 "step at lr 0.0001 raised KeyError: 'v'"),
+    "exits": (_plugin("        raise SystemExit(3)\n", "exits"), "exits",  # qa ended with 3, no word
+              "step at lr 0.0001 raised SystemExit: 3"),
     "clash": (HEAD + "@register_optimizer('Adam')\nclass MyAdam(SGD):\n    pass\n", "adam",
               "line 3 registers 'adam', the name of a built-in optimizer"),
 }

@@ -384,9 +384,13 @@ class LateBoom(Optimizer):
 '''
 
 
-def test_a_plugin_that_raises_in_a_trial_is_one_line_naming_it(runner, tmp_path):
+@pytest.mark.parametrize("boom,says", [
+    ('raise RuntimeError("kaboom late")', "RuntimeError: kaboom late"),
+    ("raise SystemExit(3)", "SystemExit: 3"),  # sys.exit(3): qa ended with code 3, no word
+])
+def test_a_plugin_that_raises_in_a_trial_is_one_line_naming_it(runner, tmp_path, boom, says):
     plugin = tmp_path / "late.py"
-    plugin.write_text(LATE_BOOM)
+    plugin.write_text(LATE_BOOM.replace('raise RuntimeError("kaboom late")', boom))
     out = tmp_path / "s"
     common = ["-w", "quadratic", "--budget", "one-shot", "--final-seeds", "2", "--jobs", "1",
               "--out", out]
@@ -394,7 +398,7 @@ def test_a_plugin_that_raises_in_a_trial_is_one_line_naming_it(runner, tmp_path)
     assert res.exit_code != 0 and "Traceback" not in res.output
     last = res.output.strip().splitlines()[-1]
     assert last.startswith("error: plug-in optimizer 'latebo'"), res.output
-    assert "RuntimeError: kaboom late" in last and str(plugin) in last
+    assert says in last and str(plugin) in last
     kept = {r["optimizer"] for r in _lines(out / "trials.jsonl")}
     assert kept == {"adam"}  # adam's trials ran first and are journaled
     res = qa(runner, "suite", "-o", "adam", *common)  # without the plug-in: finishes

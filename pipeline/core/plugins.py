@@ -281,7 +281,7 @@ def _runs(name: str) -> list[np.ndarray]:
     for lr in CHECK_RATES:
         try:
             finals.append(_descend(name, lr, w0))
-        except Exception as e:  # noqa: BLE001 - the user's code: any error becomes one line
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code: one line
             raise UserError(f"{_describe(name)}: the sanity check's step at lr {lr:g} raised "
                             f"{_raised(e)}; step(params, grads) must take dicts of float64 "
                             "arrays and update params in place") from None

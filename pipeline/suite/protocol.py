@@ -200,7 +200,7 @@ def _blaming_plugin(spec: dict):
         yield
     except (DivergenceError, UserError):
         raise
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a sys.exit in the plug-in ended qa without a word
         from models.optimizers import OPTIMIZERS
 
         files = _own_files(OPTIMIZERS.get(name)) if name in plugin_names() else set()
