@@ -188,6 +188,19 @@ def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
     return float(b1), float(b2)
 
 
+def scaled_moments(m: np.ndarray, v: np.ndarray, g: np.ndarray, tmp: np.ndarray, b1: float,
+                   b2: float) -> None:
+    """Adam's moments in place, held scaled: ``m' = b1 m' + g`` and ``v' = b2 v' + g^2``,
+    where ``m' = m / (1 - b1)`` and ``v' = v / (1 - b2)`` (Adam, NAdam and RAdam). Two passes
+    over the arrays fewer per step than the textbook form; each optimizer folds the constants
+    into its step's scalars. ``tmp`` is scratch of g's shape."""
+    m *= b1
+    m += g
+    v *= b2
+    np.multiply(g, g, out=tmp)
+    v += tmp
+
+
 @register_optimizer("gd")
 class GD(Optimizer):
     """Plain gradient descent: ``theta -= lr * (g + weight_decay * theta)``.
@@ -295,15 +308,8 @@ class Adam(Optimizer):
                 p *= 1.0 - self.lr * self.weight_decay
             else:
                 g = g + self.weight_decay * p
-        # State holds m' = m / (1 - b1) and v' = v / (1 - b2), which saves two passes over
-        # the arrays per step; the constants are folded into the scalars below.
         m, v, tmp = st["m"], st["v"], st["tmp"]  # tmp: scratch, no allocation per step
-        # 1. moments: m' = b1 m' + g ; v' = b2 v' + g^2
-        m *= b1
-        m += g
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        v += tmp
+        scaled_moments(m, v, g, tmp, b1, b2)  # 1. m' = m / (1 - b1), v' = v / (1 - b2)
         if self.amsgrad:
             np.maximum(st["v_max"], v, out=st["v_max"])
             v = st["v_max"]
@@ -655,12 +661,7 @@ class NAdam(Optimizer):
         if self.weight_decay and decay:
             g = g + self.weight_decay * p
         m, v, tmp, num = st["m"], st["v"], st["tmp"], st["num"]  # tmp, num: scratch
-        # 1. moments, held as m' = m / (1 - b1) and v' = v / (1 - b2) as Adam's
-        m *= b1
-        m += g
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        v += tmp
+        scaled_moments(m, v, g, tmp, b1, b2)  # 1. m' = m / (1 - b1), v' = v / (1 - b2)
         # 2. the weights of g and m' (Python floats: see Adam)
         mu, mu_next, prod = self._mu(self.t), self._mu(self.t + 1), self.mu_product
         w_g = (1.0 - mu) / (1.0 - prod)
@@ -730,12 +731,7 @@ class RAdam(Optimizer):
         if self.weight_decay and decay:
             g = g + self.weight_decay * p
         m, v, tmp = st["m"], st["v"], st["tmp"]  # tmp: scratch
-        # 1. moments, held as m' = m / (1 - b1) and v' = v / (1 - b2) as Adam's
-        m *= b1
-        m += g
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        v += tmp
+        scaled_moments(m, v, g, tmp, b1, b2)  # 1. m' = m / (1 - b1), v' = v / (1 - b2)
         scale = self.lr * (1.0 - b1) / (1.0 - b1**self.t)  # lr m_hat = scale m'
         r = self._rectification()
         if r is None:  # 2a. SGD with bias-corrected momentum
