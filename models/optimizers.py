@@ -144,6 +144,33 @@ def optimizer_names() -> list[str]:
     return [*OPTIMIZERS, *OPTIMIZER_ALIASES]
 
 
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of
+    two neighbours ("adma" is one from "adam"), each costing 1."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def closest_name(word: str, choices: list[str]) -> str | None:
+    """The choice a typo of ``word`` most likely meant: the fewest edits (at most a third of
+    the word's length, and at least one allowed), ties broken by difflib's similarity; None
+    when nothing is that close. difflib alone prefers 'adamax' to 'adam' for 'adma'. The one
+    "did you mean" rule of the registries (optimizers here; the CLI's choices, workloads)."""
+    limit = max(1, len(word) // 3)
+    scored = [(_edits(word, c), -difflib.SequenceMatcher(None, word, c).ratio(), c)
+              for c in choices]
+    best = min(scored, default=None)
+    if best is not None and best[0] <= limit:
+        return best[2]
+    close = difflib.get_close_matches(word, choices, n=1)
+    return close[0] if close else None
+
+
 def canonical_optimizer(name: str) -> str:
     """``name`` as registered (lower case): the one check of an optimizer's name.
 
@@ -152,8 +179,8 @@ def canonical_optimizer(name: str) -> str:
     key = str(name).strip().lower()
     if key in OPTIMIZERS or key in OPTIMIZER_ALIASES:
         return key
-    close = difflib.get_close_matches(key, optimizer_names(), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    close = closest_name(key, optimizer_names())
+    hint = f" (did you mean {close}?)" if close else ""
     raise ValueError(f"unknown optimizer {name!r}{hint}; choose one of: "
                      f"{', '.join(optimizer_names())}")
 

@@ -111,6 +111,8 @@ def test_an_unknown_optimizer_names_the_choices_and_the_closest(runner, processe
     assert res.exit_code != 0 and "did you mean adam" in res.output
     with pytest.raises(ValueError, match="did you mean adam"):
         make_optimizer("adamm")
+    with pytest.raises(ValueError, match=r"did you mean adam\?"):  # difflib said adamax
+        make_optimizer("adma")
 
 
 # ----------------------------------------------------------------- spellings and lists

@@ -11,12 +11,12 @@ An old spelling of an option stays as a hidden alias (:class:`Opt`). Plug-in opt
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable, Iterable
 
 import click
 
+from models.optimizers import closest_name
 from pipeline.core import config
 from pipeline.core.errors import UserError
 
@@ -60,32 +60,6 @@ def option(*decls, **kw):
     return click.option(*decls, cls=Opt, **kw)
 
 
-def _edits(a: str, b: str) -> int:
-    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of
-    two neighbours ("adma" is one from "adam"), each costing 1."""
-    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[-1][-1]
-
-
-def closest(word: str, choices: list[str]) -> str | None:
-    """The choice a typo of ``word`` most likely meant: the fewest edits (at most a third of
-    the word's length, and at least one allowed), ties broken by difflib's similarity; None
-    when nothing is that close. difflib alone prefers 'adamax' to 'adam' for 'adma'."""
-    limit = max(1, len(word) // 3)
-    scored = [(_edits(word, c), -difflib.SequenceMatcher(None, word, c).ratio(), c)
-              for c in choices]
-    best = min(scored, default=None)
-    if best is not None and best[0] <= limit:
-        return best[2]
-    close = difflib.get_close_matches(word, choices, n=1)
-    return close[0] if close else None
-
-
 class Names(click.ParamType):
     """One name from a registry, in any case; the registry's spelling comes out.
 
@@ -107,7 +81,7 @@ class Names(click.ParamType):
         by_key = {c.lower(): c for c in choices}
         found = by_key.get(str(value).strip().lower())
         if found is None:
-            close = closest(str(value).strip().lower(), list(by_key))
+            close = closest_name(str(value).strip().lower(), list(by_key))
             hint = f" (did you mean {by_key[close]}?)" if close else ""
             self.fail(f"{value!r} is not one of {', '.join(choices)}{hint}{self.more}",
                       param, ctx)

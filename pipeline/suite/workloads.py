@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.optimizers import closest_name
 from pipeline.core import config
 from pipeline.core.errors import UserError, first_line
 
@@ -67,8 +68,6 @@ def register_workload(w: Workload) -> Workload:
 
 def check_workloads(names) -> tuple[str, ...]:
     """The registry's names, 'all' standing for every one; one line for an unknown name."""
-    import difflib
-
     out = []
     for n in names:
         key = str(n).strip().lower()
@@ -77,8 +76,8 @@ def check_workloads(names) -> tuple[str, ...]:
         elif key in WORKLOADS:
             out.append(key)
         else:
-            close = difflib.get_close_matches(key, list(WORKLOADS), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            close = closest_name(key, list(WORKLOADS))
+            hint = f" (did you mean {close}?)" if close else ""
             raise UserError(f"--workloads: unknown workload {n!r}{hint}; choose from "
                             f"{', '.join(WORKLOADS)} or all")
     return tuple(dict.fromkeys(out))
